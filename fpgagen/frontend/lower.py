@@ -1,0 +1,519 @@
+"""Lower a QONNX model to the fpgagen IR by walking it once in topological order.
+
+Each ONNX tensor gets an abstract value:
+
+- ``np.ndarray``: a constant (initializers, folded sub-graphs);
+- ``_QWeight``: a quantized constant (integer levels and their scale);
+- ``_Host``: a float tensor computed from the model input on the host, before the first
+  quantizer (pre-processing such as ``2*x - 1``);
+- ``_Stream``: an integer tensor on chip plus the float ``chain`` of elementwise ops
+  that maps its integers to the model's float values.
+
+Quantizers on a stream become thresholds (fused into the producing MVAU), MatMul/Gemm
+with quantized weights become MVAUs, and whatever chain is left at the output runs on
+the host as post-processing. Both Brevitas exporters' graph shapes (Gemm or
+Transpose+MatMul, Flatten or Reshape) reduce to the same values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from ..dtypes import BIPOLAR, IntType
+from ..errors import ModelError, UnsupportedError, node_where
+from ..ir import Graph, HostOp, Node, Tensor
+from ..nodes import mvau, thresholding
+from ..onnx_ops import ELEMENTWISE, F32, REGROUP, evaluate, supported
+from . import thresholds as thr
+
+QUANT_OPS = {"Quant", "BipolarQuant"}
+MAX_WEIGHT_BITS = 16
+
+
+@dataclass
+class _Host:
+    ops: list[HostOp]
+    shape: tuple[int, ...]
+
+
+@dataclass
+class _Stream:
+    tensor: str
+    chain: list[HostOp]
+    shape: tuple[int, ...]  # ONNX shape, batch first
+
+
+@dataclass
+class _QWeight:
+    levels: np.ndarray  # int64
+    scale: np.ndarray  # float32, broadcast to levels.shape
+    dtype: IntType
+
+
+@dataclass
+class _Lowering:
+    model: onnx.ModelProto
+    values: dict = field(default_factory=dict)
+    nodes: list[Node] = field(default_factory=list)
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    input_name: str = ""
+    input_shape: tuple[int, ...] = ()
+    hw_input: str | None = None
+    values_pre: list = field(default_factory=list)
+
+    # ---- helpers -------------------------------------------------------------------
+    def fresh(self, kind: str) -> str:
+        n = self.counts.get(kind, 0)
+        self.counts[kind] = n + 1
+        return f"{kind}{n}"
+
+    def add_node(self, spec, inputs, out_tensor: Tensor, onnx_name: str) -> Node:
+        node = Node(spec.name, spec, tuple(inputs), (out_tensor.name,))
+        self.nodes.append(node)
+        self.tensors[out_tensor.name] = out_tensor
+        self.origin[spec.name] = onnx_name
+        return node
+
+    def replace_node(self, old: Node, spec, out_tensor: Tensor) -> Node:
+        new = Node(spec.name, spec, old.inputs, old.outputs)
+        self.nodes[self.nodes.index(old)] = new
+        self.tensors[out_tensor.name] = out_tensor
+        return new
+
+    def producer(self, tensor: str) -> Node | None:
+        return next((n for n in self.nodes if tensor in n.outputs), None)
+
+    # ---- the walk ----------------------------------------------------------------
+    def run(self) -> Graph:
+        g = self.model.graph
+        for init in g.initializer:
+            self.values[init.name] = numpy_helper.to_array(init)
+        inputs = [i for i in g.input if i.name not in self.values]
+        if len(inputs) != 1:
+            raise UnsupportedError(f"the model has {len(inputs)} inputs; fpgagen supports "
+                                   "exactly one")
+        if len(g.output) != 1:
+            raise UnsupportedError(f"the model has {len(g.output)} outputs; fpgagen "
+                                   "supports exactly one")
+        inp = inputs[0]
+        dims = inp.type.tensor_type.shape.dim
+        shape = []
+        for d in dims:
+            if not d.HasField("dim_value") or d.dim_value <= 0:
+                raise UnsupportedError(f"input '{inp.name}' has a dynamic or zero-sized "
+                                       "shape", hint="export with a fixed input shape")
+            shape.append(d.dim_value)
+        if not shape or shape[0] != 1:
+            raise UnsupportedError(f"input '{inp.name}' shape {shape} must have batch size 1",
+                                   hint="export with an example input of batch 1")
+        self.input_name, self.input_shape = inp.name, tuple(shape)
+        self.values[inp.name] = _Host([], tuple(shape))
+
+        for node in _needed_nodes(g):
+            self.visit(node)
+
+        out = g.output[0].name
+        value = self.values.get(out)
+        if isinstance(value, _Host) or self.hw_input is None:
+            raise ModelError("the model has no quantizer on its data path, so there is "
+                             "nothing integer to build",
+                             hint="fpgagen builds quantized (Brevitas QONNX) models")
+        if not isinstance(value, _Stream):
+            raise UnsupportedError("the model output is a constant")
+        if not self.nodes:
+            raise UnsupportedError("the model has no layer to put in hardware "
+                                   "(no MatMul/Gemm or quantizer after the input)")
+        host_pre = tuple(self.values_pre)
+        post = list(value.chain) + [HostOp("Reshape", (None, np.asarray(value.shape)),
+                                           {"allowzero": 0}, name="output shape")]
+        meta = {
+            "input_name": self.input_name, "input_shape": list(self.input_shape),
+            "output_name": out, "output_shape": list(value.shape),
+            "origin": self.origin,
+        }
+        return Graph(tuple(self.nodes), dict(self.tensors), (self.hw_input,),
+                     (value.tensor,), host_pre, tuple(post), meta)
+
+    def visit(self, node: onnx.NodeProto) -> None:
+        op, where = node.op_type, node_where(node.name or node.output[0], node.op_type)
+        if node.domain not in ("", "ai.onnx") and not node.domain.startswith("qonnx") \
+                and not node.domain.startswith("finn"):
+            raise UnsupportedError(f"custom op domain '{node.domain}' is not supported",
+                                   where=where)
+        if op == "Constant":
+            self.values[node.output[0]] = _constant_attr(node, where)
+            return
+        ins = []
+        for name in node.input:
+            if name == "":
+                ins.append(None)
+            elif name not in self.values:
+                raise ModelError(f"input '{name}' is not produced by any node", where=where,
+                                 hint="the graph is not connected or not topologically sorted")
+            else:
+                ins.append(self.values[name])
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if not supported(op) and op not in ("MatMul", "Gemm"):
+            raise UnsupportedError(f"op {op} is not supported", where=where,
+                                   hint="see docs/ops.md for the supported ops")
+        data = [v for v in ins if isinstance(v, (_Host, _Stream))]
+        if op in QUANT_OPS and len(ins) >= 1 and isinstance(ins[0], np.ndarray):
+            out = self.quantize_constant(op, ins, attrs, where)
+        elif all(v is None or isinstance(v, np.ndarray) for v in ins):
+            out = _fold(op, ins, attrs, where)
+        elif any(isinstance(v, _QWeight) for v in ins):
+            out = self.weight_op(op, node, ins, attrs, where)
+        elif len(data) != 1:
+            raise UnsupportedError(f"{op} of two data tensors is not supported yet",
+                                   where=where)
+        elif isinstance(data[0], _Host):
+            out = self.host_op(op, ins, attrs, where)
+        else:
+            out = self.stream_op(op, node, ins, attrs, where)
+        if len(node.output) > 1 and op != "Dropout":
+            raise UnsupportedError(f"{op} with several outputs is not supported", where=where)
+        self.values[node.output[0]] = out
+
+    # ---- constants ---------------------------------------------------------------
+    def quantize_constant(self, op, ins, attrs, where):
+        w = np.asarray(ins[0], F32)
+        if not np.all(np.isfinite(w)):
+            raise ModelError("weights contain NaN or Inf", where=where)
+        quant = _quant_op(op, ins, attrs, where)
+        dtype, _ = thr.quantizer_type(quant, where)
+        if not dtype.bipolar and dtype.bits > MAX_WEIGHT_BITS:
+            raise UnsupportedError(f"{dtype.bits}-bit weights are wider than the "
+                                   f"{MAX_WEIGHT_BITS} supported", where=where)
+        levels = thr.quantizer_levels(quant, w)
+        scale = np.broadcast_to(np.asarray(quant.operands[1], F32), w.shape).copy()
+        return _QWeight(levels, scale, dtype)
+
+    def weight_op(self, op, node, ins, attrs, where):
+        if op == "Transpose" and len(ins) == 1:
+            qw = ins[0]
+            perm = attrs.get("perm")
+            return _QWeight(np.transpose(qw.levels, perm), np.transpose(qw.scale, perm),
+                            qw.dtype)
+        if op in ("Identity", "Dropout"):
+            return ins[0]
+        if op in ("MatMul", "Gemm") and isinstance(ins[0], _Stream) \
+                and isinstance(ins[1], _QWeight):
+            return self.matmul(op, node, ins, attrs, where)
+        raise UnsupportedError(f"{op} on quantized weights is not supported", where=where,
+                               hint="quantized weights may feed MatMul/Gemm (optionally "
+                                    "through Transpose)")
+
+    # ---- host pre-processing -----------------------------------------------------
+    def host_op(self, op, ins, attrs, where):
+        host = next(v for v in ins if isinstance(v, _Host))
+        if self.hw_input is not None:
+            raise UnsupportedError("a second path from the model input is not supported",
+                                   where=where)
+        operands = tuple(None if v is host else v for v in ins)
+        if op in QUANT_OPS:
+            return self.host_quantizer(op, host, ins, attrs, where)
+        if op in ("MatMul", "Gemm", "ArgMax") or not supported(op):
+            raise UnsupportedError(f"{op} before the first quantizer is not supported",
+                                   where=where, hint="quantize the input first "
+                                   "(a QuantIdentity at the start of the model)")
+        hop = HostOp(op, operands, attrs, name=where)
+        shape = _shape_after(hop, host.shape, where)
+        return _Host(host.ops + [hop], shape)
+
+    def host_quantizer(self, op, host, ins, attrs, where):
+        quant = _quant_op(op, ins, attrs, where)
+        dtype, _ = thr.quantizer_type(quant, where)
+        scale = np.asarray(quant.operands[1], F32)
+        if scale.size != 1:
+            raise UnsupportedError("a per-channel input quantizer is not supported", where=where,
+                                   hint="use a per-tensor scale on the input quantizer")
+        to_int = HostOp("QuantLevels" if op == "Quant" else "BipolarLevels",
+                        quant.operands, quant.attrs, name=where)
+        self.values_pre = host.ops + [to_int]
+        name = "input"
+        per_frame = tuple(host.shape[1:])
+        self.tensors[name] = Tensor(name, per_frame, dtype, scale.reshape(()))
+        self.hw_input = name
+        return _Stream(name, [HostOp("Mul", (None, scale.reshape(())), {}, name=where)],
+                       host.shape)
+
+    # ---- on-chip streams -----------------------------------------------------------
+    def stream_op(self, op, node, ins, attrs, where):
+        stream = next(v for v in ins if isinstance(v, _Stream))
+        operands = tuple(None if v is stream else v for v in ins)
+        if op in QUANT_OPS:
+            return self.requantize(op, stream, ins, attrs, where, node)
+        if op in REGROUP:
+            hop = HostOp(op, operands, attrs, name=where)
+            shape = _shape_after(hop, stream.shape, where)
+            if shape[-1] != stream.shape[-1] and any(
+                    o is not None and np.asarray(o).size > 1
+                    for h in stream.chain for o in h.operands):
+                raise UnsupportedError("a reshape that moves the channel axis after "
+                                       "per-channel float ops is not supported", where=where)
+            return dataclasses.replace(stream, shape=shape)
+        if op in ELEMENTWISE:
+            if op in ("Add", "Sub", "Mul", "Div"):
+                const = next(v for v in operands if v is not None)
+                _check_finite(const, where)
+                _check_channel_broadcast(const, stream.shape, where)
+            hop = HostOp(op, operands, attrs, name=where)
+            return dataclasses.replace(stream, chain=stream.chain + [hop])
+        if op == "ArgMax":
+            return self.argmax(stream, attrs, where)
+        raise UnsupportedError(f"op {op} on an on-chip tensor is not supported", where=where,
+                               hint="see docs/ops.md for the supported ops")
+
+    def argmax(self, stream, attrs, where):
+        axis = int(attrs.get("axis", 0))
+        if axis % len(stream.shape) != len(stream.shape) - 1:
+            raise UnsupportedError("ArgMax is supported over the last axis only", where=where)
+        hop = HostOp("ArgMax", (None,), attrs, name=where)
+        return dataclasses.replace(stream, chain=stream.chain + [hop],
+                                   shape=_shape_after(hop, stream.shape, where))
+
+    def requantize(self, op, stream, ins, attrs, where, node):
+        if any(h.op == "ArgMax" for h in stream.chain):
+            raise UnsupportedError("a quantizer after ArgMax is not supported", where=where)
+        quant = _quant_op(op, ins, attrs, where)
+        scale = np.asarray(quant.operands[1], F32)
+        _check_finite(scale, where)
+        if np.any(scale <= 0):
+            raise ModelError("quantizer scale must be positive", where=where)
+        channels = stream.shape[-1]
+        _check_channel_broadcast(scale, stream.shape, where)
+        src = self.tensors[stream.tensor]
+        producer = self.producer(stream.tensor)
+        fuse = (producer is not None and isinstance(producer.spec, mvau.Spec)
+                and producer.spec.thresholds is None
+                and self.hw_input != stream.tensor)
+        if fuse:
+            w = producer.spec.weights
+            xlo, xhi = producer.spec.in_type.min, producer.spec.in_type.max
+            lo = np.minimum(w * xlo, w * xhi).sum(axis=1)
+            hi = np.maximum(w * xlo, w * xhi).sum(axis=1)
+        else:
+            lo = np.full(channels, src.dtype.min, np.int64)
+            hi = np.full(channels, src.dtype.max, np.int64)
+        t = thr.derive(stream.chain, quant, lo, hi, where)
+        out_scale = np.broadcast_to(scale.reshape(-1) if scale.size > 1 else scale.reshape(()),
+                                    (channels,) if scale.size > 1 else ())
+        if fuse:
+            spec = dataclasses.replace(
+                producer.spec, weights=np.where(t.flip[:, None], -w, w),
+                out_type=t.out_type, thresholds=t.thresholds, out_base=t.out_base)
+            self.replace_node(producer, spec, Tensor(stream.tensor, src.shape, t.out_type))
+            out_name = stream.tensor
+        else:
+            if t.flip.any():
+                raise UnsupportedError("a decreasing activation on a stream that no layer "
+                                       "produces is not supported", where=where)
+            name = self.fresh("thresholding")
+            vectors = src.elems // channels
+            spec = thresholding.Spec(name, channels, src.dtype, t.out_type, t.thresholds,
+                                     t.out_base, vectors=vectors)
+            out_name = f"{name}_out"
+            self.add_node(spec, [stream.tensor], Tensor(out_name, src.shape, t.out_type),
+                          node.name)
+        self.tensors[out_name] = dataclasses.replace(self.tensors[out_name],
+                                                     scale=np.asarray(out_scale, F32))
+        return _Stream(out_name, [HostOp("Mul", (None, np.asarray(out_scale, F32)), {},
+                                         name=where)], stream.shape)
+
+    def matmul(self, op, node, ins, attrs, where):
+        stream, qw = ins[0], ins[1]
+        sx = _linear_scale(stream.chain)
+        if sx is None:
+            raise UnsupportedError(
+                "the input of this layer is not a quantized tensor times a per-tensor "
+                "scale (float ops stand between its quantizer and the layer)", where=where,
+                hint="put a quantizer directly before each QuantLinear")
+        levels, scale = qw.levels, qw.scale
+        if op == "Gemm":
+            if attrs.get("transA", 0):
+                raise UnsupportedError("Gemm with transA is not supported", where=where)
+            if not attrs.get("transB", 0):
+                levels, scale = levels.T, scale.T
+        else:
+            levels, scale = levels.T, scale.T
+        if levels.ndim != 2:
+            raise UnsupportedError(f"MatMul with {levels.ndim}-D weights is not supported",
+                                   where=where)
+        mh, mw = levels.shape
+        if stream.shape[-1] != mw:
+            raise ModelError(f"input has {stream.shape[-1]} features but the weights "
+                             f"expect {mw}", where=where)
+        if not np.all(scale == scale[:, :1]):
+            raise UnsupportedError("weight scales that vary along the input dimension are "
+                                   "not supported", where=where,
+                                   hint="use per-tensor or per-output-channel weight scales")
+        if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+            raise ModelError("weight scales must be finite and positive", where=where)
+        src = self.tensors[stream.tensor]
+        vectors = src.elems // mw
+        name = self.fresh("mvau")
+        probe = mvau.Spec(name, mw, mh, levels, src.dtype, qw.dtype, IntType(64, True),
+                          vectors=vectors)
+        acc_type = probe.acc_type
+        if acc_type.bits > 48:
+            raise UnsupportedError(f"accumulator needs {acc_type.bits} bits", where=where)
+        spec = dataclasses.replace(probe, out_type=acc_type)
+        out_name = f"{name}_out"
+        self.add_node(spec, [stream.tensor], Tensor(out_name, src.shape[:-1] + (mh,)
+                                                    if len(src.shape) else (mh,), acc_type),
+                      node.name)
+        chain = [HostOp("Mul", (None, (sx * scale[:, 0]).astype(F32)), {}, name=where)]
+        if op == "Gemm":
+            alpha = float(attrs.get("alpha", 1.0))
+            if alpha != 1.0:
+                chain = [HostOp("Mul", (None, (sx * scale[:, 0] * alpha).astype(F32)), {},
+                                name=where)]
+            if len(ins) > 2 and ins[2] is not None:
+                bias = np.asarray(ins[2], F32) * F32(attrs.get("beta", 1.0))
+                _check_finite(bias, where)
+                chain.append(HostOp("Add", (None, bias), {}, name=where))
+        shape = tuple(stream.shape[:-1]) + (mh,)
+        return _Stream(out_name, chain, shape)
+
+
+# ---- module-level helpers ---------------------------------------------------------
+
+
+def _needed_nodes(g: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """Nodes the output depends on, in a checked topological order."""
+    produced = {}
+    for node in g.node:
+        for out in node.output:
+            if out in produced:
+                raise ModelError(f"tensor '{out}' is produced by more than one node",
+                                 where=node_where(node.name or out, node.op_type))
+            produced[out] = node
+    needed, stack = set(), [o.name for o in g.output]
+    while stack:
+        t = stack.pop()
+        node = produced.get(t)
+        if node is None or id(node) in needed:
+            continue
+        needed.add(id(node))
+        stack.extend(i for i in node.input if i)
+    order, state = [], {}
+
+    def visit(node, depth=0):
+        key = id(node)
+        if state.get(key) == 2:
+            return
+        if state.get(key) == 1:
+            raise ModelError("the graph has a cycle",
+                             where=node_where(node.name or node.output[0], node.op_type))
+        state[key] = 1
+        for i in node.input:
+            if i in produced:
+                visit(produced[i], depth + 1)
+        state[key] = 2
+        order.append(node)
+
+    import sys
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 4 * len(g.node) + 100))
+    try:
+        for node in g.node:
+            if id(node) in needed:
+                visit(node)
+    finally:
+        sys.setrecursionlimit(limit)
+    return order
+
+
+def _constant_attr(node, where):
+    for a in node.attribute:
+        if a.name == "value":
+            return numpy_helper.to_array(a.t)
+        if a.name in ("value_float", "value_int"):
+            return np.asarray(onnx.helper.get_attribute_value(a))
+        if a.name in ("value_floats", "value_ints"):
+            return np.asarray(list(onnx.helper.get_attribute_value(a)))
+    raise UnsupportedError("Constant without a tensor value is not supported", where=where)
+
+
+def _fold(op, ins, attrs, where):
+    try:
+        with np.errstate(all="ignore"):
+            return np.asarray(evaluate(op, ins, attrs))
+    except UnsupportedError as e:
+        raise UnsupportedError(e.what, where=where, hint=e.hint) from None
+    except Exception as e:
+        raise ModelError(f"cannot evaluate {op} on constants: {e}", where=where) from None
+
+
+def _quant_op(op, ins, attrs, where) -> HostOp:
+    if op == "BipolarQuant":
+        if len(ins) < 2 or not isinstance(ins[1], np.ndarray):
+            raise UnsupportedError("BipolarQuant needs a constant scale", where=where)
+        scale = np.asarray(ins[1], F32)
+        _check_finite(scale, where)
+        return HostOp("BipolarQuant", (None, scale), attrs, name=where)
+    if len(ins) < 4 or not all(isinstance(v, np.ndarray) for v in ins[1:4]):
+        raise UnsupportedError("Quant needs constant scale, zero point and bit width",
+                               where=where, hint="a non-constant scale cannot be built "
+                                                 "into hardware")
+    scale, zp, bits = (np.asarray(v, F32) for v in ins[1:4])
+    for arr in (scale, zp, bits):
+        _check_finite(arr, where)
+    if np.any(scale <= 0):
+        raise ModelError("quantizer scale must be positive", where=where)
+    return HostOp("Quant", (None, scale, zp, bits), attrs, name=where)
+
+
+def _check_finite(arr, where):
+    if not np.all(np.isfinite(np.asarray(arr, dtype=np.float64))):
+        raise ModelError("constant contains NaN or Inf", where=where)
+
+
+def _check_channel_broadcast(const, shape, where):
+    """A constant on a stream must be per-tensor or per-channel (last axis)."""
+    c = np.asarray(const)
+    if c.size == 1:
+        return
+    squeezed = [d for d in c.shape if d != 1]
+    if len(squeezed) != 1 or c.shape[-1] != shape[-1]:
+        raise UnsupportedError(f"a constant of shape {list(c.shape)} on a tensor of shape "
+                               f"{list(shape)} is neither per-tensor nor per-channel",
+                               where=where)
+
+
+def _linear_scale(chain: list[HostOp]) -> np.float32 | None:
+    """The scalar s if ``chain`` is just multiplying/dividing by positive scalars."""
+    s = F32(1)
+    for op in chain:
+        if op.op in ("Identity", "Dropout", "Cast"):
+            continue
+        if op.op not in ("Mul", "Div") or op.operands[0] is not None:
+            return None
+        c = np.asarray(op.operands[1], F32)
+        if c.size != 1 or c.ravel()[0] <= 0:
+            return None
+        s = s * c.ravel()[0] if op.op == "Mul" else s / c.ravel()[0]
+    return F32(s)
+
+
+def _shape_after(hop: HostOp, shape, where) -> tuple[int, ...]:
+    try:
+        probe = np.zeros(shape, F32)
+        out = evaluate(hop.op, [probe if o is None else o for o in hop.operands], hop.attrs)
+    except UnsupportedError as e:
+        raise UnsupportedError(e.what, where=where, hint=e.hint) from None
+    except Exception as e:
+        raise ModelError(f"shape mismatch: {e}", where=where) from None
+    return tuple(np.shape(out))
+
+
+def lower(model: onnx.ModelProto) -> Graph:
+    """QONNX ModelProto -> IR graph (unfolded: PE = SIMD = 1)."""
+    return _Lowering(model).run()

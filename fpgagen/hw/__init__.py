@@ -1,0 +1,1 @@
+"""Hardware generation: shared Amaranth helpers, the top-level stitcher, Verilog emit."""

@@ -1,0 +1,350 @@
+"""MVAU: matrix-vector-activation unit (a fully-connected layer, or a conv after lowering).
+
+Integer function (per input vector ``x`` of ``mw`` elements)::
+
+    acc[c] = sum_i W[c, i] * x[i]                     (int64, exact)
+    out[c] = acc[c]                                   if thresholds is None
+    out[c] = out_base + #{k : acc[c] >= T[c, k]}      otherwise (bipolar: -1 + 2*count)
+
+Folding: ``pe`` output channels and ``simd`` input elements per cycle, so one vector
+takes ``(mh/pe) * (mw/simd)`` cycles. Weights sit in a memory of that depth read once
+per cycle; the input vector is buffered and replayed for each group of ``pe`` outputs.
+When both operands are bipolar the dot product is XNOR-popcount and the thresholds are
+moved to the popcount domain (``acc = 2*P - mw``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..dtypes import BIPOLAR, IntType, smallest_type
+from ..errors import SpecError
+from ..estimate import adder_luts, compare_luts, memory_cost, mult_cost, popcount_luts
+from ..hw.primitives import adder_tree, pack_words, popcount
+from .base import Cost, check_divides, check_positive, lane_shape, lane_stream
+
+KIND = "mvau"
+
+
+@dataclass(frozen=True, eq=False)
+class Spec:
+    name: str
+    mw: int  # input elements per vector
+    mh: int  # output channels per vector
+    weights: np.ndarray  # (mh, mw) integers of weight_type
+    in_type: IntType
+    weight_type: IntType
+    out_type: IntType
+    thresholds: np.ndarray | None = None  # (mh, levels) ascending, accumulator domain
+    out_base: int = 0  # output value when no threshold is reached (int outputs)
+    vectors: int = 1  # input vectors per frame (pixels for a convolution)
+    pe: int = 1
+    simd: int = 1
+
+    def __post_init__(self):
+        n = self.name
+        for what in ("mw", "mh", "vectors", "pe", "simd"):
+            check_positive(n, getattr(self, what), what)
+        w = np.asarray(self.weights, dtype=np.int64)
+        object.__setattr__(self, "weights", w)
+        if w.shape != (self.mh, self.mw):
+            raise SpecError(f"weights have shape {w.shape}, expected ({self.mh}, {self.mw})",
+                            where=n)
+        if not self.weight_type.contains(w):
+            raise SpecError(f"weights do not fit {self.weight_type}", where=n)
+        check_divides(n, self.pe, self.mh, "PE", "MH (output channels)")
+        check_divides(n, self.simd, self.mw, "SIMD", "MW (input elements)")
+        if self.thresholds is not None:
+            t = np.asarray(self.thresholds, dtype=np.int64)
+            if t.ndim != 2 or t.shape[0] != self.mh or t.shape[1] < 1:
+                raise SpecError(f"thresholds have shape {t.shape}, expected ({self.mh}, levels)",
+                                where=n)
+            if np.any(np.diff(t, axis=1) < 0):
+                raise SpecError("thresholds must be ascending in each channel", where=n)
+            lo, hi = self.acc_range
+            t = np.clip(t, lo, hi + 1)  # beyond the reachable range they are all alike
+            object.__setattr__(self, "thresholds", t)
+            top = self._level(t.shape[1])
+            if not (self.out_type.contains(self._level(0)) and self.out_type.contains(top)):
+                raise SpecError(f"{t.shape[1]} thresholds from base {self.out_base} "
+                                f"do not fit the output type {self.out_type}", where=n)
+        else:
+            lo, hi = self.acc_range
+            if not (self.out_type.contains(lo) and self.out_type.contains(hi)):
+                raise SpecError(f"accumulator range [{lo}, {hi}] does not fit the output "
+                                f"type {self.out_type}", where=n)
+
+    def _level(self, count):
+        return 2 * count - 1 if self.out_type.bipolar else self.out_base + count
+
+    # ---- stream view ---------------------------------------------------------
+    @property
+    def in_elems(self) -> int:
+        return self.vectors * self.mw
+
+    @property
+    def out_elems(self) -> int:
+        return self.vectors * self.mh
+
+    @property
+    def in_lanes(self) -> int:
+        return self.simd
+
+    @property
+    def out_lanes(self) -> int:
+        return self.pe
+
+    @property
+    def nf(self) -> int:
+        return self.mh // self.pe
+
+    @property
+    def sf(self) -> int:
+        return self.mw // self.simd
+
+    def cycles(self) -> int:
+        return self.vectors * self.nf * self.sf
+
+    # ---- derived widths ------------------------------------------------------
+    @property
+    def xnor(self) -> bool:
+        return self.in_type.bipolar and self.weight_type.bipolar
+
+    @property
+    def acc_range(self) -> tuple[int, int]:
+        """Exact reachable accumulator range over all channels for inputs of in_type."""
+        w = self.weights
+        xlo, xhi = self.in_type.min, self.in_type.max
+        lo = np.minimum(w * xlo, w * xhi).sum(axis=1)
+        hi = np.maximum(w * xlo, w * xhi).sum(axis=1)
+        return int(lo.min()), int(hi.max())
+
+    @property
+    def acc_type(self) -> IntType:
+        return smallest_type(*self.acc_range)
+
+    @property
+    def levels(self) -> int:
+        return 0 if self.thresholds is None else int(self.thresholds.shape[1])
+
+
+def reference(spec: Spec, x: np.ndarray) -> np.ndarray:
+    frames = x.shape[0]
+    v = np.asarray(x, dtype=np.int64).reshape(frames, spec.vectors, spec.mw)
+    acc = v @ spec.weights.T
+    if spec.thresholds is None:
+        out = acc
+    else:
+        count = (acc[..., None] >= spec.thresholds).sum(axis=-1)
+        out = spec._level(count)
+    return out.reshape(frames, spec.out_elems).astype(np.int64)
+
+
+# ---- hardware ---------------------------------------------------------------------
+
+
+class Component(wiring.Component):
+    """Stall-all pipeline: issue -> memory read (S1) -> dot product (S2) -> output reg.
+
+    Every stage register and every memory read port advances only when the output
+    register can take a value (``~o.valid | o.ready``), so nothing is dropped or
+    duplicated under backpressure. One (nf, sf) beat issues per cycle.
+    """
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        super().__init__({
+            "i": In(lane_stream(spec.in_type, spec.simd)),
+            "o": Out(lane_stream(spec.out_type, spec.pe)),
+        })
+
+    # Accumulator-domain data for the hardware: popcount domain in XNOR mode.
+    def _hw_thresholds(self) -> np.ndarray:
+        s = self.spec
+        t = s.thresholds
+        if s.xnor:  # 2P - mw >= T  <=>  P >= ceil((T + mw) / 2)
+            t = -((-(t + s.mw)) // 2)
+            t = np.clip(t, 0, s.mw + 1)
+        return t
+
+    def _acc_shape(self):
+        s = self.spec
+        if s.xnor:
+            return unsigned((s.mw + 1).bit_length())
+        return lane_shape(s.acc_type)
+
+    def elaborate(self, platform):
+        s = self.spec
+        m = Module()
+        nf, sf, pe, simd = s.nf, s.sf, s.pe, s.simd
+        in_shape = lane_shape(s.in_type)
+        w_shape = unsigned(1) if s.weight_type.bipolar else lane_shape(s.weight_type)
+        x_layout = data.ArrayLayout(in_shape, simd)
+        w_layout = data.ArrayLayout(data.ArrayLayout(w_shape, simd), pe)
+        acc_shape = self._acc_shape()
+
+        advance = Signal()
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+
+        # ---- issue stage: counters and memory addresses -------------------------
+        nf_i = Signal(range(max(nf, 2)))
+        sf_i = Signal(range(max(sf, 2)))
+        waddr = Signal(range(max(nf * sf, 2)))
+        from_stream = Signal()
+        issue = Signal()
+        m.d.comb += [
+            from_stream.eq(nf_i == 0),
+            issue.eq(advance & (~from_stream | self.i.valid)),
+            self.i.ready.eq(advance & from_stream),
+        ]
+        with m.If(issue):
+            m.d.sync += waddr.eq(Mux(waddr == nf * sf - 1, 0, waddr + 1))
+            with m.If(sf_i == sf - 1):
+                m.d.sync += sf_i.eq(0)
+                m.d.sync += nf_i.eq(Mux(nf_i == nf - 1, 0, nf_i + 1))
+            with m.Else():
+                m.d.sync += sf_i.eq(sf_i + 1)
+
+        wrows = []
+        wraw = s.weight_type.encode(s.weights)  # (mh, mw) raw bits
+        for f in range(nf):
+            for k in range(sf):
+                block = wraw[f * pe:(f + 1) * pe, k * simd:(k + 1) * simd]
+                wrows.append(block.reshape(-1))
+        wbits = 1 if s.weight_type.bipolar else s.weight_type.bits
+        m.submodules.weights = wmem = Memory(
+            shape=unsigned(pe * simd * wbits), depth=nf * sf,
+            init=pack_words(wrows, wbits))
+        wport = wmem.read_port(domain="sync")
+        m.d.comb += [wport.addr.eq(waddr), wport.en.eq(advance)]
+
+        # input buffer, replayed for nf > 0
+        x_stream = Signal(x_layout)
+        if nf > 1:
+            m.submodules.inbuf = bmem = Memory(shape=unsigned(simd * in_shape.width),
+                                               depth=sf, init=[])
+            bw = bmem.write_port()
+            br = bmem.read_port(domain="sync")
+            m.d.comb += [
+                bw.addr.eq(sf_i), bw.data.eq(self.i.payload), bw.en.eq(issue & from_stream),
+                br.addr.eq(sf_i), br.en.eq(advance),
+            ]
+
+        # threshold rows, one per nf
+        thr_shape = None
+        if s.thresholds is not None:
+            t_hw = self._hw_thresholds()
+            lo, hi = int(t_hw.min()), int(t_hw.max())
+            thr_type = smallest_type(min(lo, 0), hi)
+            thr_shape = lane_shape(thr_type)
+            thr_layout = data.ArrayLayout(data.ArrayLayout(thr_shape, s.levels), pe)
+            trows = [thr_type.encode(t_hw[f * pe:(f + 1) * pe]).reshape(-1) for f in range(nf)]
+            m.submodules.thresholds = tmem = Memory(
+                shape=unsigned(pe * s.levels * thr_type.bits), depth=nf,
+                init=pack_words(trows, thr_type.bits))
+            tport = tmem.read_port(domain="sync")
+            m.d.comb += [tport.addr.eq(nf_i), tport.en.eq(advance)]
+
+        # ---- S1: operands available, dot products -------------------------------
+        v1, first1, last1, fs1 = Signal(), Signal(), Signal(), Signal()
+        with m.If(advance):
+            m.d.sync += [v1.eq(issue), first1.eq(sf_i == 0), last1.eq(sf_i == sf - 1),
+                         fs1.eq(from_stream)]
+            with m.If(issue & from_stream):
+                m.d.sync += x_stream.eq(self.i.payload)
+        x1 = Signal(x_layout)
+        if nf > 1:
+            m.d.comb += x1.eq(Mux(fs1, x_stream.as_value(), br.data))
+        else:
+            m.d.comb += x1.eq(x_stream)
+        w1 = w_layout(wport.data)
+
+        dots = []
+        for p in range(pe):
+            if s.xnor:
+                bits = ~(x1.as_value() ^ w1[p].as_value())
+                dots.append(popcount(bits))
+            else:
+                terms = []
+                for k in range(simd):
+                    xv, wv = x1[k], w1[p][k]
+                    if s.weight_type.bipolar:
+                        terms.append(Mux(wv, xv, -xv))
+                    elif s.in_type.bipolar:
+                        terms.append(Mux(xv, wv, -wv))
+                    else:
+                        terms.append(xv * wv)
+                dots.append(adder_tree(terms))
+
+        # ---- S2: accumulate, activate, emit -------------------------------------
+        v2, first2, last2 = Signal(), Signal(), Signal()
+        dot2 = [Signal(acc_shape, name=f"dot2_{p}") for p in range(pe)]
+        acc = [Signal(acc_shape, name=f"acc_{p}") for p in range(pe)]
+        thr2 = Signal(thr_layout) if thr_shape is not None else None
+        with m.If(advance):
+            m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1)]
+            m.d.sync += [d.eq(v) for d, v in zip(dot2, dots)]
+            if thr2 is not None:
+                m.d.sync += thr2.eq(tport.data)
+
+        out_shape = lane_shape(s.out_type)
+        y = Signal(data.ArrayLayout(out_shape, pe))
+        for p in range(pe):
+            acc_next = Signal(acc_shape, name=f"acc_next_{p}")
+            m.d.comb += acc_next.eq(Mux(first2, 0, acc[p]) + dot2[p])
+            with m.If(advance & v2):
+                m.d.sync += acc[p].eq(acc_next)
+            if s.thresholds is None:
+                if s.xnor:
+                    m.d.comb += y[p].eq(acc_next * 2 - s.mw)
+                else:
+                    m.d.comb += y[p].eq(acc_next)
+            else:
+                count = adder_tree([
+                    (acc_next >= thr2[p][k].as_signed() if thr_shape.signed
+                     else acc_next >= thr2[p][k]) for k in range(s.levels)])
+                if s.out_type.bipolar:
+                    m.d.comb += y[p].eq(count)
+                else:
+                    m.d.comb += y[p].eq(count + Const(s.out_base, signed(s.out_type.bits + 1)))
+
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(v2 & last2)
+            with m.If(v2 & last2):
+                m.d.sync += self.o.payload.eq(y)
+        return m
+
+
+def estimate(spec: Spec, family: str) -> Cost:
+    s = spec
+    acc_bits = s.acc_type.bits
+    lut = dsp = ff = 0
+    if s.xnor:
+        lut += s.pe * popcount_luts(s.simd, family)
+    else:
+        ml, md = mult_cost(s.in_type.bits, s.weight_type.bits, family)
+        lut += s.pe * s.simd * ml + s.pe * (s.simd - 1) * adder_luts(acc_bits, family) // 2
+        dsp += s.pe * s.simd * md
+    lut += s.pe * adder_luts(acc_bits, family)  # accumulator
+    ff += s.pe * 2 * acc_bits + s.pe * s.out_type.bits + s.simd * s.in_type.bits
+    if s.thresholds is not None:
+        lut += s.pe * s.levels * compare_luts(acc_bits, family)
+        tl, tb = memory_cost(s.pe * s.levels * acc_bits, s.nf, family)
+        lut += tl
+    else:
+        tb = 0
+    wbits = 1 if s.weight_type.bipolar else s.weight_type.bits
+    wl, wb = memory_cost(s.pe * s.simd * wbits, s.nf * s.sf, family)
+    bl, bb = memory_cost(s.simd * s.in_type.bits, s.sf, family) if s.nf > 1 else (0, 0)
+    lut += wl + bl + 30  # control
+    ff += 3 * max(1, (s.nf * s.sf).bit_length()) + 8
+    return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=wb + tb + bb, dsp=dsp)
+
+
+__all__ = ["KIND", "Spec", "reference", "Component", "estimate", "BIPOLAR"]
