@@ -164,6 +164,10 @@ class _Lowering:
             raise UnsupportedError(f"op {op} is not supported", where=where,
                                    hint="see docs/ops.md for the supported ops")
         data = [v for v in ins if isinstance(v, (_Host, _Stream))]
+        if op in QUANT_OPS and any(isinstance(v, (_Host, _Stream)) for v in ins[1:]):
+            raise UnsupportedError(f"{op} needs constant scale, zero point and bit width",
+                                   where=where, hint="a scale computed at run time cannot "
+                                                     "be built into hardware")
         if op in QUANT_OPS and len(ins) >= 1 and isinstance(ins[0], np.ndarray):
             out = self.quantize_constant(op, ins, attrs, where)
         elif all(v is None or isinstance(v, np.ndarray) for v in ins):

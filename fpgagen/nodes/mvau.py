@@ -23,11 +23,11 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..dtypes import BIPOLAR, IntType, smallest_type
+from ..dtypes import IntType, smallest_type
 from ..errors import SpecError
 from ..estimate import adder_luts, compare_luts, memory_cost, mult_cost, popcount_luts
 from ..hw.primitives import adder_tree, pack_words, popcount
-from .base import Cost, check_divides, check_positive, lane_shape, lane_stream
+from .base import Cost, check_divides, check_positive, divisors, lane_shape, lane_stream
 
 KIND = "mvau"
 
@@ -186,7 +186,6 @@ class Component(wiring.Component):
         in_shape = lane_shape(s.in_type)
         w_shape = unsigned(1) if s.weight_type.bipolar else lane_shape(s.weight_type)
         x_layout = data.ArrayLayout(in_shape, simd)
-        w_layout = data.ArrayLayout(data.ArrayLayout(w_shape, simd), pe)
         acc_shape = self._acc_shape()
 
         advance = Signal()
@@ -211,18 +210,19 @@ class Component(wiring.Component):
             with m.Else():
                 m.d.sync += sf_i.eq(sf_i + 1)
 
-        wrows = []
+        # one weight memory per PE: rows of SIMD weights, address nf * sf + k
         wraw = s.weight_type.encode(s.weights)  # (mh, mw) raw bits
-        for f in range(nf):
-            for k in range(sf):
-                block = wraw[f * pe:(f + 1) * pe, k * simd:(k + 1) * simd]
-                wrows.append(block.reshape(-1))
         wbits = 1 if s.weight_type.bipolar else s.weight_type.bits
-        m.submodules.weights = wmem = Memory(
-            shape=unsigned(pe * simd * wbits), depth=nf * sf,
-            init=pack_words(wrows, wbits))
-        wport = wmem.read_port(domain="sync")
-        m.d.comb += [wport.addr.eq(waddr), wport.en.eq(advance)]
+        w_row_layout = data.ArrayLayout(w_shape, simd)
+        w1 = []
+        for p in range(pe):
+            rows = [wraw[f * pe + p, k * simd:(k + 1) * simd] for f in range(nf) for k in range(sf)]
+            mem = Memory(shape=unsigned(simd * wbits), depth=nf * sf,
+                         init=pack_words(rows, wbits))
+            m.submodules[f"weights_{p}"] = mem
+            port = mem.read_port(domain="sync")
+            m.d.comb += [port.addr.eq(waddr), port.en.eq(advance)]
+            w1.append(w_row_layout(port.data))
 
         # input buffer, replayed for nf > 0
         x_stream = Signal(x_layout)
@@ -236,20 +236,20 @@ class Component(wiring.Component):
                 br.addr.eq(sf_i), br.en.eq(advance),
             ]
 
-        # threshold rows, one per nf
-        thr_shape = None
+        # threshold rows, one memory per PE, one row per nf
+        thr_ports = []
         if s.thresholds is not None:
             t_hw = self._hw_thresholds()
-            lo, hi = int(t_hw.min()), int(t_hw.max())
-            thr_type = smallest_type(min(lo, 0), hi)
-            thr_shape = lane_shape(thr_type)
-            thr_layout = data.ArrayLayout(data.ArrayLayout(thr_shape, s.levels), pe)
-            trows = [thr_type.encode(t_hw[f * pe:(f + 1) * pe]).reshape(-1) for f in range(nf)]
-            m.submodules.thresholds = tmem = Memory(
-                shape=unsigned(pe * s.levels * thr_type.bits), depth=nf,
-                init=pack_words(trows, thr_type.bits))
-            tport = tmem.read_port(domain="sync")
-            m.d.comb += [tport.addr.eq(nf_i), tport.en.eq(advance)]
+            thr_type = smallest_type(min(int(t_hw.min()), 0), int(t_hw.max()))
+            thr_layout = data.ArrayLayout(lane_shape(thr_type), s.levels)
+            for p in range(pe):
+                rows = [thr_type.encode(t_hw[f * pe + p]) for f in range(nf)]
+                mem = Memory(shape=unsigned(s.levels * thr_type.bits), depth=nf,
+                             init=pack_words(rows, thr_type.bits))
+                m.submodules[f"thresholds_{p}"] = mem
+                port = mem.read_port(domain="sync")
+                m.d.comb += [port.addr.eq(nf_i), port.en.eq(advance)]
+                thr_ports.append(port)
 
         # ---- S1: operands available, dot products -------------------------------
         v1, first1, last1, fs1 = Signal(), Signal(), Signal(), Signal()
@@ -263,7 +263,6 @@ class Component(wiring.Component):
             m.d.comb += x1.eq(Mux(fs1, x_stream.as_value(), br.data))
         else:
             m.d.comb += x1.eq(x_stream)
-        w1 = w_layout(wport.data)
 
         dots = []
         for p in range(pe):
@@ -286,12 +285,11 @@ class Component(wiring.Component):
         v2, first2, last2 = Signal(), Signal(), Signal()
         dot2 = [Signal(acc_shape, name=f"dot2_{p}") for p in range(pe)]
         acc = [Signal(acc_shape, name=f"acc_{p}") for p in range(pe)]
-        thr2 = Signal(thr_layout) if thr_shape is not None else None
+        thr2 = [Signal(thr_layout, name=f"thr2_{p}") for p in range(len(thr_ports))]
         with m.If(advance):
             m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1)]
             m.d.sync += [d.eq(v) for d, v in zip(dot2, dots)]
-            if thr2 is not None:
-                m.d.sync += thr2.eq(tport.data)
+            m.d.sync += [t.eq(port.data) for t, port in zip(thr2, thr_ports)]
 
         out_shape = lane_shape(s.out_type)
         y = Signal(data.ArrayLayout(out_shape, pe))
@@ -306,9 +304,7 @@ class Component(wiring.Component):
                 else:
                     m.d.comb += y[p].eq(acc_next)
             else:
-                count = adder_tree([
-                    (acc_next >= thr2[p][k].as_signed() if thr_shape.signed
-                     else acc_next >= thr2[p][k]) for k in range(s.levels)])
+                count = adder_tree([acc_next >= thr2[p][k] for k in range(s.levels)])
                 if s.out_type.bipolar:
                     m.d.comb += y[p].eq(count)
                 else:
@@ -319,6 +315,10 @@ class Component(wiring.Component):
             with m.If(v2 & last2):
                 m.d.sync += self.o.payload.eq(y)
         return m
+
+
+def fold_options(spec: Spec) -> list[dict]:
+    return [{"pe": pe, "simd": simd} for pe in divisors(spec.mh) for simd in divisors(spec.mw)]
 
 
 def estimate(spec: Spec, family: str) -> Cost:
@@ -347,4 +347,3 @@ def estimate(spec: Spec, family: str) -> Cost:
     return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=wb + tb + bb, dsp=dsp)
 
 
-__all__ = ["KIND", "Spec", "reference", "Component", "estimate", "BIPOLAR"]

@@ -1,0 +1,36 @@
+# fpgagen: `make demo` and `make test` are all a newcomer needs (both run `make install`).
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.fpgagen-installed
+DEMO   ?= demo-out
+JOBS   ?= 2
+
+.PHONY: install demo test test-all lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, pinned to the CPU build, so nothing below pulls a CUDA build
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: install
+	$(PY) examples/demo.py --out $(DEMO)
+
+test: install
+	$(PY) -m ruff check fpgagen tests examples bench
+	$(PY) -m pytest -n $(JOBS) -q
+
+test-all: install
+	$(PY) -m pytest -n $(JOBS) -q -m "slow or not slow"
+
+bench: install
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(DEMO) .pytest_cache .hypothesis .simcache

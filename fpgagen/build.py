@@ -1,0 +1,147 @@
+"""``fpgagen build``: QONNX model -> OUT/{rtl/, graph.json, report.json}.
+
+The build is written into a temporary directory beside OUT and moved into place only
+when complete, so an interrupted or failed build never leaves an OUT that looks
+finished. Timings go to ``timings.json``; everything else is deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import __version__, boards, passes
+from .errors import BuildDirError, FpgagenError
+from .estimate_graph import graph_report
+from .frontend import load_model, lower
+from .hw.emit import TOP_NAME, verilog_text
+from .ir import Graph
+
+MARKER = "fpgagen-build.json"  # written last: its presence means the build finished
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    graph: Graph
+    report: dict
+    timings: dict = field(default_factory=dict)
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _stage(name: str, timings: dict, progress: Callable[[str], None] | None):
+    if progress:
+        progress(f"[fpgagen] {name} ...")
+    t0 = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - t0, 3)
+    if progress:
+        progress(f"[fpgagen] {name} done in {timings[name]:.2f} s")
+
+
+def compile_graph(model_path, *, board: boards.Board, target_fps=None, clock_mhz=None,
+                  timings=None, progress=None) -> Graph:
+    """Load, lower and run the pass pipeline: the folded graph, ready to emit."""
+    timings = {} if timings is None else timings
+    with _stage("load", timings, progress):
+        model = load_model(model_path)
+    with _stage("lower", timings, progress):
+        graph = lower(model)
+    for name, fn in passes.PIPELINE:
+        with _stage(name, timings, progress):
+            if name == "fold":
+                graph, _ = fn(graph, board=board, target_fps=target_fps, clock_mhz=clock_mhz)
+            else:
+                graph, _ = fn(graph)
+    meta = dict(graph.meta, board=board.name, clock_mhz=clock_mhz or board.clock_mhz,
+                target_fps=target_fps)
+    return graph.replace(meta=meta)
+
+
+def build(model: str | os.PathLike, out: str | os.PathLike, *, board: str = boards.DEFAULT,
+          target_fps: float | None = None, clock_mhz: float | None = None,
+          force: bool = False, progress: Callable[[str], None] | None = _stderr
+          ) -> BuildResult:
+    out = Path(out)
+    the_board = boards.get(board)
+    if clock_mhz is not None and not clock_mhz > 0:
+        raise FpgagenError(f"--clock-mhz must be positive, not {clock_mhz}")
+    if out.exists() and not force:
+        raise BuildDirError(f"output directory '{out}' already exists",
+                            hint="pass --force to replace it, or choose another -o")
+    if out.exists() and not out.is_dir():
+        raise BuildDirError(f"output path '{out}' exists and is not a directory")
+    timings: dict = {}
+    graph = compile_graph(model, board=the_board, target_fps=target_fps, clock_mhz=clock_mhz,
+                          timings=timings, progress=progress)
+    with _stage("verilog", timings, progress):
+        text = verilog_text(graph)
+    with _stage("report", timings, progress):
+        report = graph_report(graph, the_board, clock_mhz or the_board.clock_mhz)
+        report["model"] = Path(model).name
+        report["verilog_bytes"] = len(text.encode())
+    with _stage("write", timings, progress):
+        _write_atomically(out, force, {
+            f"rtl/{TOP_NAME}.v": text,
+            "graph.json": graph.to_json(),
+            "report.json": json.dumps(report, indent=1) + "\n",
+            "timings.json": json.dumps(timings, indent=1) + "\n",
+            MARKER: json.dumps({"format": 1, "fpgagen": __version__,
+                                "top": TOP_NAME}, indent=1) + "\n",
+        })
+    if progress:
+        progress(f"[fpgagen] wrote {out}/ ({report['verilog_bytes'] / 1e6:.2f} MB Verilog, "
+                 f"{report['cycles_per_frame']} cycles/frame, "
+                 f"{report['throughput_fps']:.0f} frames/s at {report['clock_mhz']:g} MHz)")
+    return BuildResult(out, graph, report, timings)
+
+
+def _write_atomically(out: Path, force: bool, files: dict[str, str]) -> None:
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = parent / f".{out.name}.partial-{os.getpid()}"
+    old = parent / f".{out.name}.old-{os.getpid()}"
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        for rel, text in files.items():
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        if out.exists():
+            if not force:
+                raise BuildDirError(f"output directory '{out}' appeared during the build")
+            out.rename(old)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def open_build(out: str | os.PathLike) -> tuple[Path, Graph, dict]:
+    """A finished build directory's graph and report, or a clear error."""
+    out = Path(out)
+    if not out.exists():
+        raise BuildDirError(f"build directory '{out}' does not exist",
+                            hint="run 'fpgagen build MODEL -o OUT' first")
+    if not out.is_dir() or not (out / MARKER).is_file():
+        raise BuildDirError(f"'{out}' is not a finished fpgagen build (no {MARKER})",
+                            hint="give the -o directory of a completed 'fpgagen build'")
+    try:
+        graph = Graph.from_json((out / "graph.json").read_text())
+        report = json.loads((out / "report.json").read_text())
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BuildDirError(f"build directory '{out}' is damaged: {e}",
+                            hint="build it again") from None
+    return out, graph, report

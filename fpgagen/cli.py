@@ -1,0 +1,116 @@
+"""Command line: ``fpgagen build | sim | report | boards``.
+
+A user's mistake prints one line and exits with code 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import FpgagenError
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fpgagen", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="QONNX model -> Verilog, graph.json, report.json")
+    b.add_argument("model", help="QONNX .onnx file (Brevitas export)")
+    b.add_argument("-o", "--out", required=True, help="output directory")
+    b.add_argument("--board", default="pynq-z2", help="board name or .toml path")
+    b.add_argument("--target-fps", type=_positive_float,
+                   help="frames/s to meet (default: fastest folding that fits the board)")
+    b.add_argument("--clock-mhz", type=_positive_float, help="clock (default: board's)")
+    b.add_argument("--force", action="store_true", help="replace an existing OUT")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+    s = sub.add_parser("sim", help="simulate a build in cocotb against the golden model")
+    s.add_argument("out", help="build directory")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--inputs", help=".npy float inputs, shape (N, ...) as the model takes")
+    g.add_argument("--count", type=int, help="N random valid inputs (default 100)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
+    s.add_argument("--stall", type=float, default=0.3,
+                   help="probability of a stall per cycle on each stream end (default 0.3)")
+    s.add_argument("--waves", action="store_true", help="write an FST waveform")
+
+    r = sub.add_parser("report", help="per-layer resources and throughput of a build")
+    r.add_argument("out", help="build directory")
+    r.add_argument("--json", action="store_true", help="print report.json instead")
+
+    sub.add_parser("boards", help="list the known boards")
+    return p
+
+
+def _run(args) -> int:
+    if args.command == "build":
+        from .build import build
+
+        build(args.model, args.out, board=args.board, target_fps=args.target_fps,
+              clock_mhz=args.clock_mhz, force=args.force,
+              progress=None if args.quiet else
+              (lambda msg: print(msg, file=sys.stderr, flush=True)))
+        return 0
+    if args.command == "sim":
+        from .simulate import simulate
+
+        res = simulate(args.out, inputs=args.inputs, count=args.count, seed=args.seed,
+                       simulator=args.simulator, waves=args.waves, stall=args.stall,
+                       progress=True)
+        verdict = "PASS" if res["passed"] else "FAIL"
+        print(f"{verdict}: {res['frames']} frames, {res['mismatches']} mismatches, "
+              f"{res['cycles_per_frame']:.1f} cycles/frame simulated "
+              f"(estimated {res['estimated_cycles_per_frame']}), latency "
+              f"{res['latency_cycles']} cycles, {res['simulator']}")
+        if res["first_mismatch"]:
+            print(f"first mismatch: {res['first_mismatch']}")
+        return 0 if res["passed"] else 1
+    if args.command == "report":
+        from .report import report
+
+        if args.json:
+            from .build import open_build
+
+            print(json.dumps(open_build(args.out)[2], indent=1))
+        else:
+            print(report(args.out), end="")
+        return 0
+    if args.command == "boards":
+        from . import boards
+
+        print(f"{'name':14} {'vendor':8} {'family':6} {'part':22} {'LUT':>7} {'FF':>7} "
+              f"{'BRAM18':>6} {'DSP':>5} {'MHz':>5}")
+        for bd in boards.known():
+            print(f"{bd.name:14} {bd.vendor:8} {bd.family:6} {bd.part:22} {bd.lut:7} "
+                  f"{bd.ff:7} {bd.bram18:6} {bd.dsp:5} {bd.clock_mhz:5g}")
+        return 0
+    raise AssertionError(args.command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except FpgagenError as e:
+        print(f"fpgagen: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fpgagen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Thresholding: a standalone multi-threshold activation (FINN MultiThreshold).
+
+Integer function (per element ``x`` of channel ``c``)::
+
+    count  = #{k : x >= T[c, k]}
+    out    = out_base + count                   (integer outputs)
+    out    = -1 + 2 * count                     (bipolar output, one threshold)
+
+The stream carries ``vectors * channels`` elements per frame, channel-minor (element
+``v * channels + c``). Folding: ``pe`` channels per word, so a frame takes
+``vectors * channels / pe`` cycles. The thresholds of the ``pe`` channels of a word sit
+in a memory of depth ``channels / pe`` read once per word (constants when the depth
+is 1). Thresholds are clipped to ``[in_type.min, in_type.max + 1]``: beyond the
+reachable input range they all act alike, and the clipped ones need fewer bits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..dtypes import IntType, smallest_type
+from ..errors import SpecError
+from ..estimate import adder_luts, compare_luts, memory_cost
+from ..hw.primitives import adder_tree, pack_words
+from .base import (
+    Cost,
+    check_divides,
+    check_positive,
+    divisors,
+    lane_layout,
+    lane_shape,
+    lane_stream,
+)
+
+KIND = "thresholding"
+
+
+def multithreshold(x: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Number of thresholds each value reaches; ``x[..., c]`` against ``thresholds[c]``."""
+    return (np.asarray(x, dtype=np.int64)[..., None] >= thresholds).sum(axis=-1)
+
+
+@dataclass(frozen=True, eq=False)
+class Spec:
+    name: str
+    channels: int
+    in_type: IntType
+    out_type: IntType
+    thresholds: np.ndarray  # (channels, levels) ascending, in the input's value domain
+    out_base: int = 0  # output value when no threshold is reached (ignored for bipolar)
+    vectors: int = 1  # channel vectors per frame (pixels)
+    pe: int = 1
+
+    def __post_init__(self):
+        n = self.name
+        for what in ("channels", "vectors", "pe"):
+            check_positive(n, getattr(self, what), what)
+        check_divides(n, self.pe, self.channels, "PE", "channels")
+        t = np.asarray(self.thresholds, dtype=np.int64)
+        if t.ndim != 2 or t.shape[0] != self.channels or t.shape[1] < 1:
+            raise SpecError(f"thresholds have shape {t.shape}, expected ({self.channels}, "
+                            f"levels) with levels >= 1", where=n)
+        if np.any(np.diff(t, axis=1) < 0):
+            raise SpecError("thresholds must be ascending in each channel", where=n,
+                            hint="sort each row; a descending row means a negative scale")
+        t = np.clip(t, self.in_type.min, self.in_type.max + 1)
+        object.__setattr__(self, "thresholds", t)
+        levels = t.shape[1]
+        lowest, highest = self._level(0), self._level(levels)
+        if not (self.out_type.contains(lowest) and self.out_type.contains(highest)):
+            raise SpecError(f"{levels} thresholds from base {self.out_base} do not fit the "
+                            f"output type {self.out_type}", where=n,
+                            hint="a bipolar output takes exactly one threshold per channel"
+                            if self.out_type.bipolar else "widen the output type")
+
+    def _level(self, count):
+        return 2 * count - 1 if self.out_type.bipolar else self.out_base + count
+
+    # ---- stream view ---------------------------------------------------------
+    @property
+    def in_elems(self) -> int:
+        return self.vectors * self.channels
+
+    @property
+    def out_elems(self) -> int:
+        return self.vectors * self.channels
+
+    @property
+    def in_lanes(self) -> int:
+        return self.pe
+
+    @property
+    def out_lanes(self) -> int:
+        return self.pe
+
+    @property
+    def nf(self) -> int:
+        return self.channels // self.pe
+
+    @property
+    def levels(self) -> int:
+        return int(self.thresholds.shape[1])
+
+    def cycles(self) -> int:
+        return self.vectors * self.nf
+
+
+def reference(spec: Spec, x: np.ndarray) -> np.ndarray:
+    frames = x.shape[0]
+    v = np.asarray(x, dtype=np.int64).reshape(frames, spec.vectors, spec.channels)
+    out = spec._level(multithreshold(v, spec.thresholds))
+    return out.reshape(frames, spec.out_elems).astype(np.int64)
+
+
+# ---- hardware ---------------------------------------------------------------------
+
+
+class Component(wiring.Component):
+    """Stall-all pipeline: accept + threshold read (S1) -> compare/count -> output reg.
+
+    Both registers and the threshold read port advance only when the output register
+    can take a value (``~o.valid | o.ready``). One word per cycle.
+    """
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        super().__init__({
+            "i": In(lane_stream(spec.in_type, spec.pe)),
+            "o": Out(lane_stream(spec.out_type, spec.pe)),
+        })
+
+    # Thresholds in the lanes' raw domain: a bipolar lane is the bit b, value 2b - 1.
+    def _hw_thresholds(self) -> np.ndarray:
+        t = self.spec.thresholds
+        if self.spec.in_type.bipolar:  # 2b - 1 >= T  <=>  b >= ceil((T + 1) / 2)
+            t = -((-(t + 1)) // 2)
+        return t
+
+    def elaborate(self, platform):
+        s = self.spec
+        m = Module()
+        pe, nf, levels = s.pe, s.nf, s.levels
+
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+
+        # ---- S1: the accepted word and the thresholds of its channels -----------
+        v1 = Signal()
+        x1 = Signal(lane_layout(s.in_type, pe))
+        with m.If(advance):
+            m.d.sync += v1.eq(self.i.valid)
+            with m.If(self.i.valid):
+                m.d.sync += x1.eq(self.i.payload)
+
+        t_hw = self._hw_thresholds()
+        if nf == 1:
+            thr = [[int(t_hw[p, k]) for k in range(levels)] for p in range(pe)]
+        else:
+            fold = Signal(range(nf))
+            with m.If(advance & self.i.valid):
+                m.d.sync += fold.eq(Mux(fold == nf - 1, 0, fold + 1))
+            thr_type = smallest_type(min(int(t_hw.min()), 0), int(t_hw.max()))
+            rows = [thr_type.encode(t_hw[f * pe:(f + 1) * pe]).reshape(-1) for f in range(nf)]
+            m.submodules.thresholds = tmem = Memory(
+                shape=unsigned(pe * levels * thr_type.bits), depth=nf,
+                init=pack_words(rows, thr_type.bits))
+            tport = tmem.read_port(domain="sync")
+            m.d.comb += [tport.addr.eq(fold), tport.en.eq(advance)]
+            thr_layout = data.ArrayLayout(data.ArrayLayout(lane_shape(thr_type), levels), pe)
+            thr_view = thr_layout(tport.data)
+            thr = [[thr_view[p][k] for k in range(levels)] for p in range(pe)]
+
+        # ---- compare, count, emit -------------------------------------------------
+        y = Signal(lane_layout(s.out_type, pe))
+        for p in range(pe):
+            count = adder_tree([x1[p] >= thr[p][k] for k in range(levels)])
+            if s.out_type.bipolar:
+                m.d.comb += y[p].eq(count)
+            else:
+                m.d.comb += y[p].eq(count + Const(s.out_base, signed(s.out_type.bits + 1)))
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(v1)
+            with m.If(v1):
+                m.d.sync += self.o.payload.eq(y)
+        return m
+
+
+def fold_options(spec: Spec) -> list[dict]:
+    return [{"pe": pe} for pe in divisors(spec.channels)]
+
+
+def estimate(spec: Spec, family: str) -> Cost:
+    s = spec
+    t_bits = smallest_type(min(int(s.thresholds.min()), 0), int(s.thresholds.max())).bits
+    count_bits = s.levels.bit_length()
+    lut = s.pe * s.levels * compare_luts(t_bits, family)
+    lut += s.pe * (s.levels - 1) * adder_luts(count_bits, family) // 2  # count tree
+    lut += s.pe * adder_luts(s.out_type.bits, family)  # + out_base
+    ml, mb = memory_cost(s.pe * s.levels * t_bits, s.nf, family) if s.nf > 1 else (0, 0)
+    lut += ml + 8  # control
+    ff = s.pe * (s.in_type.bits + s.out_type.bits) + max(1, s.nf.bit_length()) + 2
+    return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=mb, dsp=0)

@@ -1,0 +1,102 @@
+"""Choose the folding (PE/SIMD...) of every node.
+
+With a cycle budget per frame, each node gets the cheapest folding (estimated LUTs,
+then BRAM) that meets it; the throughput is set by the slowest node, so there is no
+gain in making any node faster than the budget. Without a budget, the fastest budget
+whose estimated total fits the board's share is chosen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from .. import nodes
+from ..errors import FoldingError
+from ..ir import Graph
+
+BOARD_SHARE_LUT = 0.5  # default folding uses at most this share of the board's LUTs
+BOARD_SHARE_BRAM = 0.8
+MAX_LANE_BITS = 1 << 16  # cap on PE*SIMD*bits per node for the default folding
+
+
+def _options(spec):
+    module = nodes.module_for(spec)
+    if not hasattr(module, "fold_options"):
+        return [spec]
+    return [dataclasses.replace(spec, **opt) for opt in module.fold_options(spec)]
+
+
+def _best(spec, budget: int, family: str):
+    best, best_key = None, None
+    for cand in _options(spec):
+        cost = nodes.estimate(cand, family)
+        if cost.cycles > budget:
+            continue
+        key = (cost.lut + 300 * cost.bram18 + 100 * cost.dsp, cost.cycles)
+        if best_key is None or key < best_key:
+            best, best_key = cand, key
+    return best
+
+
+def min_cycles(graph: Graph, family: str) -> int:
+    """The fewest cycles per frame any folding reaches (the slowest node, fully parallel)."""
+    return max(min(nodes.estimate(c, family).cycles for c in _options(n.spec))
+               for n in graph.nodes)
+
+
+def fold_for_cycles(graph: Graph, budget: int, family: str) -> Graph:
+    new_nodes = []
+    for node in graph.nodes:
+        spec = _best(node.spec, budget, family)
+        if spec is None:
+            fastest = min(nodes.estimate(c, family).cycles for c in _options(node.spec))
+            raise FoldingError(f"needs at least {fastest} cycles per frame even fully "
+                               f"parallel; the target allows {budget}",
+                               where=f"node '{node.name}'",
+                               hint="lower --target-fps or raise --clock-mhz")
+        new_nodes.append(dataclasses.replace(node, spec=spec))
+    return graph.replace(nodes=tuple(new_nodes))
+
+
+def _lane_bits(spec) -> int:
+    return getattr(spec, "pe", 1) * getattr(spec, "simd", 1)
+
+
+def fold_to_fit(graph: Graph, board) -> Graph:
+    """Fastest folding whose estimate fits the board's share (the default)."""
+    family = board.family
+    slowest = max(nodes.estimate(n.spec, family).cycles for n in graph.nodes)
+    fastest = min_cycles(graph, family)
+    budgets, b = [], fastest
+    while b < slowest:
+        budgets.append(b)
+        b = max(b + 1, math.ceil(b * 1.25))
+    budgets.append(slowest)
+    for budget in budgets:
+        folded = fold_for_cycles(graph, budget, family)
+        costs = [nodes.estimate(n.spec, family) for n in folded.nodes]
+        lut = sum(c.lut for c in costs)
+        bram = sum(c.bram18 for c in costs)
+        wide = max(_lane_bits(n.spec) for n in folded.nodes)
+        if (lut <= BOARD_SHARE_LUT * board.lut and bram <= BOARD_SHARE_BRAM * board.bram18
+                and wide <= MAX_LANE_BITS):
+            return folded
+    return fold_for_cycles(graph, slowest, family)
+
+
+def apply(graph: Graph, *, board, target_fps: float | None = None,
+          clock_mhz: float | None = None) -> tuple[Graph, bool]:
+    clock = clock_mhz or board.clock_mhz
+    if target_fps is not None:
+        if not target_fps > 0:
+            raise FoldingError(f"--target-fps must be positive, not {target_fps}")
+        budget = math.floor(clock * 1e6 / target_fps)
+        reach = min_cycles(graph, board.family)
+        if budget < reach:
+            raise FoldingError(
+                f"--target-fps {target_fps:g} is unreachable at {clock:g} MHz: it leaves "
+                f"{budget} cycles per frame and the fastest folding needs {reach}",
+                hint=f"at most {math.floor(clock * 1e6 / reach)} frames/s at this clock")
+        return fold_for_cycles(graph, budget, board.family), True
+    return fold_to_fit(graph, board), True
