@@ -11,16 +11,10 @@ Python API::
 __version__ = "0.1.0"
 
 
-def build(*args, **kwargs):
-    from .build import build as _build
-
-    return _build(*args, **kwargs)
-
-
-def simulate(*args, **kwargs):
-    from .simulate import simulate as _simulate
-
-    return _simulate(*args, **kwargs)
+# The functions shadow their submodules' names on the package on purpose: the API is
+# ``fpgagen.build(...)``; the modules stay importable as ``fpgagen.build`` via sys.modules.
+from .build import build  # noqa: E402
+from .simulate import simulate  # noqa: E402
 
 
 def golden(model_or_graph, x):

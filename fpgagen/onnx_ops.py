@@ -46,7 +46,7 @@ def quant_range(bits: int, signed: bool, narrow: bool) -> tuple[int, int]:
 
 def quant_levels(x, scale, zero_point, bits, attrs) -> np.ndarray:
     """The integer levels of a QONNX Quant (before multiplying back by the scale)."""
-    lo, hi = quant_range(int(bits), bool(_attr(attrs, "signed", 1)),
+    lo, hi = quant_range(int(np.asarray(bits).ravel()[0]), bool(_attr(attrs, "signed", 1)),
                          bool(_attr(attrs, "narrow", 0)))
     y = np.asarray(x, F32) / np.asarray(scale, F32) + np.asarray(zero_point, F32)
     y = round_mode(y, _attr(attrs, "rounding_mode", "ROUND"))

@@ -159,7 +159,7 @@ class _Lowering:
                                  hint="the graph is not connected or not topologically sorted")
             else:
                 ins.append(self.values[name])
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        attrs = {a.name: _plain(onnx.helper.get_attribute_value(a)) for a in node.attribute}
         if not supported(op) and op not in ("MatMul", "Gemm"):
             raise UnsupportedError(f"op {op} is not supported", where=where,
                                    hint="see docs/ops.md for the supported ops")
@@ -433,6 +433,17 @@ def _needed_nodes(g: onnx.GraphProto) -> list[onnx.NodeProto]:
     finally:
         sys.setrecursionlimit(limit)
     return order
+
+
+def _plain(value):
+    """ONNX attribute values as JSON-friendly Python values (bytes -> str)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, onnx.TensorProto):
+        return numpy_helper.to_array(value)
+    return value
 
 
 def _constant_attr(node, where):

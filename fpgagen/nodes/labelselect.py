@@ -107,7 +107,7 @@ class Component(wiring.Component):
         idx1 = Signal(idx_shape)
         take1 = Signal()  # S1's word is merged this cycle
         m.d.comb += [
-            take1.eq(v1 & (~last1 | ~self.o.valid | self.o.ready)),
+            take1.eq(v1),
             self.i.ready.eq(~v1 | take1),
         ]
 
@@ -140,7 +140,7 @@ class Component(wiring.Component):
         # ---- S2: running best of the frame, output register ---------------------
         run_val = Signal(val_shape)
         run_idx = Signal(idx_shape)
-        new_wins = first1 | (val1 >= run_val)
+        new_wins = first1 | (val1 > run_val)
         merged_val = Mux(new_wins, val1, run_val)
         merged_idx = Mux(new_wins, idx1, run_idx)
         with m.If(self.o.ready):

@@ -10,6 +10,8 @@ contents, the simulator, the waves flag and the build flags. ``cache_dir`` is, i
 the ``cache_dir`` argument, the ``FPGAGEN_SIM_CACHE`` environment variable, or
 ``work_dir/../.simcache``. Concurrent callers (pytest-xdist) share it safely: a build
 holds a file lock, and a build directory counts only once its stamp file is written.
+Verilator's run-time library, the same for every design, is compiled once into
+:func:`runtime_cache_dir` and reused by every build (see ``toolchain.objcache_command``).
 """
 
 from __future__ import annotations
@@ -166,6 +168,17 @@ def _from_hex(word):
     return word
 
 
+def runtime_cache_dir() -> Path:
+    """Where Verilator's compiled run-time library is kept, shared by every build.
+
+    It is the same for every design (a few MB per Verilator version and trace setting),
+    so it lives in the user's cache directory: ``$XDG_CACHE_HOME/fpgagen`` or
+    ``~/.cache/fpgagen``.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "fpgagen" / "verilator-runtime"
+
+
 # -- build --------------------------------------------------------------------------------
 
 def build_key(rtl_files: list[Path], simulator: str, waves: bool) -> str:
@@ -198,7 +211,7 @@ def _build(rtl_files: list[Path], simulator: str, waves: bool, cache_dir: Path,
             build_args.append("--trace-fst")
         env = {}
         if simulator == "verilator" and "OBJCACHE" not in os.environ:
-            env["OBJCACHE"] = objcache_command(str(cache_dir / "verilator-runtime"))
+            env["OBJCACHE"] = objcache_command(str(runtime_cache_dir()))
         t0 = time.perf_counter()
         try:
             with _package_on_sys_path(), _scoped_environ(env):

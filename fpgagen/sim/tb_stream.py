@@ -1,23 +1,26 @@
 """cocotb bench for ``fpgagen_top``, launched by :func:`fpgagen.sim.runner.simulate_stream`.
 
-It runs inside the simulator process. The vectors and settings arrive in the JSON file
-named by the ``FPGAGEN_SIM_CONFIG`` environment variable; the bench writes its findings
-to the result file named there. Problems with the design (stalls, wrong words) are
-reported in the result, not as a failing cocotb test, so the launcher can explain them.
+It runs inside the simulator process. Vectors and settings arrive in the JSON file named
+by the ``FPGAGEN_SIM_CONFIG`` environment variable; the bench writes what it saw to the
+result file named there. Failures of the design (stalls, wrong words) go into the result,
+not into a failing cocotb test, so that the launcher can explain them.
 
-Sampling scheme, once per clock cycle:
+Sampling scheme, once per clock cycle (the design is clocked on rising edges only):
 
-1. At the falling edge, write the inputs for the next rising edge
-   (``s_axis_tvalid``/``s_axis_tdata`` and ``m_axis_tready``).
-2. ``await ReadOnly()``: every combinational path has settled with those inputs, so
-   ``s_axis_tready``, ``m_axis_tvalid``, ``m_axis_tdata`` and ``m_axis_tlast`` read now
-   are exactly what the next rising edge samples (nothing changes between here and that
-   edge but the clock). A word moves on that edge iff valid and ready both read high.
+1. At the falling edge, write the inputs for the next rising edge (``s_axis_tvalid``,
+   ``s_axis_tdata``, ``m_axis_tready``), only those that change.
+2. If anything was written, ``await ReadOnly()``: every combinational path has settled
+   with the new inputs. If nothing was written, the values at the falling edge are
+   already settled: the last evaluation was at the rising edge, with the same inputs.
+3. Read ``s_axis_tready``, ``m_axis_tvalid``, ``m_axis_tdata``, ``m_axis_tlast``. Nothing
+   changes between now and the next rising edge except the clock, so these are exactly
+   what that edge samples: a word moves on it iff valid and ready both read high.
 
-One coroutine does the driving and the monitoring, so a cycle costs two triggers and a
-handful of handle accesses. Values are read through the raw GPI handles: the public
-``.value`` builds a ``Logic``/``LogicArray`` object per read, which costs more than the
-whole rest of the cycle.
+One coroutine drives and monitors both ends, so a cycle costs one or two triggers and a
+few handle accesses. The hot reads (and, with Verilator, the writes) go through the raw
+GPI handles: the public ``.value`` builds a ``Logic``/``LogicArray`` per access, which
+costs more than the rest of the cycle. Simulators whose inertial writes cocotb does not
+trust (Icarus) get the public setters, which cocotb schedules safely.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from functools import partial
 
 import cocotb
 import numpy as np
@@ -34,13 +38,15 @@ from cocotb.triggers import FallingEdge, ReadOnly
 from fpgagen.sim.runner import CONFIG_ENV
 
 RESET_CYCLES = 4
-# Cycles with m_axis_tready high, and no new input, after the last expected word of a
-# phase: a design that emits words it should not is caught there.
+# Cycles with m_axis_tready high and no input after the last word of a phase has gone
+# in and the last expected word has come out: a design that sends more words than it
+# should is caught there.
 DRAIN_CYCLES = 32
-# Besides independent per-cycle stalls, a side now and then stalls for a long burst, so
-# FIFOs inside the design fill up (output side) and run dry (input side).
+# Besides independent per-cycle stalls, each side now and then stalls for a long burst,
+# so FIFOs inside the design fill up (output side) and run dry (input side).
 BURST_RATE = 1 / 400
 BURST_MIN, BURST_MAX = 20, 100
+_DEPOSIT = 0  # GPI set action of a plain (inertial) write
 
 
 class StallPattern:
@@ -74,27 +80,38 @@ class _Stalled(_BenchError):
     """No output word for the configured number of cycles."""
 
 
+def _setter(handle):
+    """A fast ``write(int)`` for ``handle`` (see the module docstring)."""
+    if os.environ.get("COCOTB_TRUST_INERTIAL_WRITES") != "1":
+        return handle.set
+    raw = handle._handle
+    width = len(handle)
+    if width <= 32:
+        return partial(raw.set_signal_val_int, _DEPOSIT)
+    write_bits = raw.set_signal_val_binstr
+    spec = f"0{width}b"
+    return lambda value: write_bits(_DEPOSIT, format(value, spec))
+
+
 class _Bench:
     def __init__(self, dut, cfg: dict):
-        self.cfg = cfg
         self.clk = dut.clk
         self.rst = dut.rst
-        self.s_data = dut.s_axis_tdata
-        self.s_valid = dut.s_axis_tvalid
-        self.m_ready = dut.m_axis_tready
-        # Raw GPI handles for the hot reads (see the module docstring).
-        self.s_ready_raw = dut.s_axis_tready._handle
-        self.m_valid_raw = dut.m_axis_tvalid._handle
-        self.m_data_raw = dut.m_axis_tdata._handle
-        self.m_last_raw = dut.m_axis_tlast._handle
+        self.set_data = _setter(dut.s_axis_tdata)
+        self.set_valid = _setter(dut.s_axis_tvalid)
+        self.set_ready = _setter(dut.m_axis_tready)
+        self.s_ready = dut.s_axis_tready._handle
+        self.m_valid = dut.m_axis_tvalid._handle
+        self.m_data = dut.m_axis_tdata._handle
+        self.m_last = dut.m_axis_tlast._handle
         self.in_width = len(dut.s_axis_tdata)
         self.out_width = len(dut.m_axis_tdata)
         self.fall = FallingEdge(dut.clk)
         self.read_only = ReadOnly()
 
         self.timeout = int(cfg["timeout_cycles"])
-        self.cycle = 0
-        self.valid_now = 0
+        self.cycle = 0          # the next rising edge; cycle 0 is the first after reset
+        self.valid_now = 0      # what the bench drives on s_axis_tvalid / m_axis_tready
         self.ready_now = 0
         self.mismatches = 0
         self.first_mismatch: dict | None = None
@@ -111,87 +128,109 @@ class _Bench:
                 "got": got if isinstance(got, str) else hex(got),
             }
 
-    def _read_out_word(self):
-        bits = self.m_data_raw.get_signal_val_binstr()
+    def _read_word(self):
+        bits = self.m_data.get_signal_val_binstr()
         try:
             return int(bits, 2)
         except ValueError:  # X or Z bits (4-state simulators): keep the text
             return "0b" + bits
 
-    # -- one phase ----------------------------------------------------------------------
+    def check_width(self, name: str, words: list[int], width: int, port: str) -> None:
+        if words and (min(words) < 0 or max(words).bit_length() > width):
+            bad = next(w for w in words if w < 0 or w.bit_length() > width)
+            raise _BenchError(f"{name} word {bad:#x} does not fit {port} ({width} bits)")
+
+    # -- driving ----------------------------------------------------------------------
+
+    async def reset(self) -> None:
+        self.set_valid(0)
+        self.set_ready(0)
+        self.set_data(0)
+        self.rst.value = 1
+        Clock(self.clk, 10, unit="ns").start(start_high=False)
+        for _ in range(RESET_CYCLES):
+            await self.fall
+        self.rst.value = 0
 
     async def run_phase(self, phase: int, in_words: list[int], exp_words: list[int],
                         exp_lens: list[int], stall_in: StallPattern,
                         stall_out: StallPattern, progress=None) -> dict:
-        """Stream ``in_words`` in and check the output against ``exp_words``.
+        """Stream ``in_words`` in, check every output word against ``exp_words``.
 
-        Returns per-frame output words, the cycle of the first input transfer and the
-        cycle of each frame's last output word.
+        Once every word has gone in and come out, the phase idles ``DRAIN_CYCLES``
+        cycles with ready high; a word arriving then is an extra one, and a mismatch.
+        Returns the output words per frame, the cycle of the first input transfer and
+        the cycle of each frame's last output word.
         """
         fall, read_only = self.fall, self.read_only
-        s_data, s_valid, m_ready = self.s_data, self.s_valid, self.m_ready
-        s_ready_raw, m_valid_raw, m_last_raw = self.s_ready_raw, self.m_valid_raw, self.m_last_raw
-        read_word = self._read_out_word
+        set_data, set_valid, set_ready = self.set_data, self.set_valid, self.set_ready
+        s_ready, m_valid, m_last = self.s_ready, self.m_valid, self.m_last
+        read_word = self._read_word
         timeout = self.timeout
 
         n_in, n_out = len(in_words), len(exp_words)
         i_in = i_out = 0
-        pending = False                 # s_axis_tvalid is high, holding in_words[i_in]
-        frame = pos = 0                 # position of the next output word
+        pending = False         # s_axis_tvalid is high with in_words[i_in]
+        frame = pos = 0         # where the next output word belongs
         frame_len = exp_lens[0]
-        frame_words: list[int] = []
+        words: list[int] = []
         out_frames: list[list[int]] = []
         first_in_cycle = None
         frame_end_cycles: list[int] = []
-        idle = 0                        # cycles with ready high and no output word
-        in_stall, in_k = stall_in.chunk(), 0
-        out_stall, out_k = stall_out.chunk(), 0
-        chunk_len = len(in_stall)
+        idle = 0                # cycles with ready high and no output word
+        drain = DRAIN_CYCLES
+        in_stall = out_stall = ()
+        k = chunk_len = 0
         cycle = self.cycle
         valid_now, ready_now = self.valid_now, self.ready_now
 
-        while i_out < n_out:
+        while drain:
             await fall
-            if in_k == chunk_len:
-                in_stall, in_k = stall_in.chunk(), 0
-                out_stall, out_k = stall_out.chunk(), 0
+            if k == chunk_len:
+                in_stall, out_stall, k = stall_in.chunk(), stall_out.chunk(), 0
+                chunk_len = len(in_stall)
+            wrote = False
             # AXI rule: once valid is up, it stays up with the same word until taken.
             if not pending:
-                if i_in < n_in and not in_stall[in_k]:
-                    s_data.value = in_words[i_in]
-                    pending = True
+                if i_in < n_in and not in_stall[k]:
+                    set_data(in_words[i_in])
+                    pending = wrote = True
                     if not valid_now:
-                        s_valid.value = valid_now = 1
+                        set_valid(1)
+                        valid_now = 1
                 elif valid_now:
-                    s_valid.value = valid_now = 0
-            in_k += 1
-            ready = 0 if out_stall[out_k] else 1
-            out_k += 1
+                    set_valid(0)
+                    valid_now = 0
+                    wrote = True
+            ready = 0 if out_stall[k] and i_out < n_out else 1
+            k += 1
             if ready != ready_now:
-                m_ready.value = ready_now = ready
+                set_ready(ready)
+                ready_now = ready
+                wrote = True
+            if wrote:
+                await read_only
 
-            await read_only
-
-            if pending and s_ready_raw.get_signal_val_long():
+            if pending and s_ready.get_signal_val_long():
                 if first_in_cycle is None:
                     first_in_cycle = cycle
                 i_in += 1
                 pending = False
-            if ready:
-                if m_valid_raw.get_signal_val_long():
-                    got = read_word()
-                    expected = exp_words[i_out]
-                    if got != expected:
-                        self._mismatch(phase, frame, pos, expected, got)
+            if ready and m_valid.get_signal_val_long():
+                got = read_word()
+                idle = 0
+                if i_out >= n_out:
+                    self._mismatch(phase, len(exp_lens), i_out - n_out, None, got)
+                else:
+                    if got != exp_words[i_out]:
+                        self._mismatch(phase, frame, pos, exp_words[i_out], got)
                     is_last = pos == frame_len - 1
-                    if bool(m_last_raw.get_signal_val_long()) != is_last:
+                    if bool(m_last.get_signal_val_long()) != is_last:
                         self.tlast_errors += 1
-                    frame_words.append(got)
-                    i_out += 1
-                    idle = 0
+                    words.append(got)
                     if is_last:
-                        out_frames.append(frame_words)
-                        frame_words = []
+                        out_frames.append(words)
+                        words = []
                         frame_end_cycles.append(cycle)
                         frame += 1
                         pos = 0
@@ -201,69 +240,48 @@ class _Bench:
                             progress(frame, cycle)
                     else:
                         pos += 1
-                else:
+                i_out += 1
+            elif i_out < n_out:
+                if ready:
                     idle += 1
                     if idle >= timeout:
-                        self.cycle = cycle + 1
-                        raise _Stalled(
-                            f"simulation stalled: no output for {idle} cycles after "
-                            + (f"frame {frame} word {pos - 1}" if pos else
-                               f"frame {frame - 1} (complete)" if frame else
-                               "reset, before the first output word")
-                            + f" (phase {phase}; sent {i_in} of {n_in} input words, "
-                            f"received {i_out} of {n_out} output words, "
-                            f"{self.mismatches} mismatches so far)")
+                        self._stalled(phase, idle, frame, pos, i_in, n_in, i_out, n_out)
+            elif pending:   # every word is out, but the design has not taken all input
+                idle += 1
+                if idle >= timeout:
+                    self._stalled(phase, idle, frame, pos, i_in, n_in, i_out, n_out)
+            elif i_in == n_in:
+                drain -= 1
             cycle += 1
+            self.cycle = cycle
 
-        self.cycle, self.valid_now, self.ready_now = cycle, valid_now, ready_now
-        await self._drain(phase, len(exp_lens))
+        self.valid_now, self.ready_now = valid_now, ready_now
         return {"out_frames": out_frames, "first_in_cycle": first_in_cycle,
                 "frame_end_cycles": frame_end_cycles}
 
-    async def _drain(self, phase: int, frames: int) -> None:
-        """Idle with ready high for a while; any word that comes out is one too many."""
-        if self.valid_now:
-            self.s_valid.value = self.valid_now = 0
-        if not self.ready_now:
-            self.m_ready.value = self.ready_now = 1
-        extra = 0
-        for _ in range(DRAIN_CYCLES):
-            await self.fall
-            await self.read_only
-            if self.m_valid_raw.get_signal_val_long():
-                self._mismatch(phase, frames, extra, None, self._read_out_word())
-                extra += 1
-            self.cycle += 1
-
-    # -- whole run --------------------------------------------------------------------
-
-    async def reset(self) -> None:
-        self.s_valid.value = 0
-        self.m_ready.value = 0
-        self.s_data.value = 0
-        self.rst.value = 1
-        Clock(self.clk, 10, unit="ns").start(start_high=False)
-        for _ in range(RESET_CYCLES):
-            await self.fall
-        self.rst.value = 0
-
-    def check_widths(self, name: str, words: list[int], width: int, port: str) -> None:
-        if words and (min(words) < 0 or max(words).bit_length() > width):
-            bad = next(w for w in words if w < 0 or w.bit_length() > width)
-            raise _BenchError(f"{name} word {bad:#x} does not fit {port} ({width} bits)")
+    def _stalled(self, phase, idle, frame, pos, i_in, n_in, i_out, n_out):
+        if i_out >= n_out:
+            what = f"input word {i_in} never taken after all {n_out} output words"
+        else:
+            where = (f"frame {frame} word {pos - 1}" if pos else
+                     f"frame {frame - 1} (its last word)" if frame else
+                     "reset (no output word yet)")
+            what = f"no output for {idle} cycles after {where}"
+        raise _Stalled(
+            f"simulation stalled: {what}; phase {phase}, sent {i_in} of {n_in} input words, "
+            f"received {i_out} of {n_out} output words, {self.mismatches} mismatches")
 
 
 async def _run(bench: _Bench, cfg: dict, result: dict) -> None:
     in_words = [int(w, 16) for w in cfg["in_words"]]
     exp_words = [int(w, 16) for w in cfg["expected"]]
     in_lens, exp_lens = cfg["in_lens"], cfg["out_lens"]
-    bench.check_widths("input", in_words, bench.in_width, "s_axis_tdata")
-    bench.check_widths("expected", exp_words, bench.out_width, "m_axis_tdata")
+    bench.check_width("input", in_words, bench.in_width, "s_axis_tdata")
+    bench.check_width("expected", exp_words, bench.out_width, "m_axis_tdata")
     frames = len(in_lens)
 
     await bench.reset()
     t0 = time.perf_counter()
-    cycle0 = bench.cycle
 
     # Phase 1: no stalls, the first few frames back to back: latency and throughput.
     n_meas = min(frames, int(cfg["measure_frames"]))
@@ -280,24 +298,25 @@ async def _run(bench: _Bench, cfg: dict, result: dict) -> None:
     seed = int(cfg["seed"])
     stall_in = StallPattern(float(cfg["stall_in"]), seed=2 * seed)
     stall_out = StallPattern(float(cfg["stall_out"]), seed=2 * seed + 1)
-    progress = progress_fh = None
+    progress = progress_file = None
     if cfg.get("progress_file"):
-        progress_fh = open(cfg["progress_file"], "w", buffering=1)
+        progress_file = open(cfg["progress_file"], "w", buffering=1)
         step = max(1, frames // 20)
+        cycle0 = bench.cycle
 
         def progress(done: int, cycle: int) -> None:
             if done % step == 0 or done == frames:
                 rate = (cycle - cycle0) / max(time.perf_counter() - t0, 1e-9)
-                progress_fh.write(f"sim: {done}/{frames} frames, {rate:,.0f} cycles/s\n")
+                progress_file.write(f"sim: {done}/{frames} frames, {rate:,.0f} cycles/s\n")
     try:
         full = await bench.run_phase(2, in_words, exp_words, exp_lens, stall_in, stall_out,
                                      progress)
     finally:
-        if progress_fh is not None:
-            progress_fh.close()
+        if progress_file is not None:
+            progress_file.close()
     result["out_words"] = [[hex(w) if isinstance(w, int) else w for w in f]
                            for f in full["out_frames"]]
-    result["cycles_per_s"] = (bench.cycle - cycle0) / max(time.perf_counter() - t0, 1e-9)
+    result["cycles_per_s"] = bench.cycle / max(time.perf_counter() - t0, 1e-9)
 
 
 @cocotb.test()

@@ -105,11 +105,14 @@ def _objcache(cache_dir: str, command: list[str]) -> int:
         return 0
     status = subprocess.call(command)
     if status == 0 and os.path.exists(dep):
-        os.makedirs(cache_dir, exist_ok=True)
-        for src, dst in ((dep, cached_dep), (out, cached_obj)):  # object last: it marks a hit
-            tmp = f"{dst}.{os.getpid()}.tmp"
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
+        try:
+            os.makedirs(cache_dir, exist_ok=True)
+            for src, dst in ((dep, cached_dep), (out, cached_obj)):  # object last: a hit
+                tmp = f"{dst}.{os.getpid()}.tmp"
+                shutil.copyfile(src, tmp)
+                os.replace(tmp, dst)
+        except OSError:
+            pass  # an unwritable cache only costs time
     return status
 
 
