@@ -12,10 +12,10 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from . import __version__, boards, passes
 from .errors import BuildDirError, FpgagenError

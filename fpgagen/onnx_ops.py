@@ -7,7 +7,8 @@ pre-/post-processing, and the float chains that thresholds are derived from all 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..dtypes import BIPOLAR, IntType
+from ..dtypes import IntType
 from ..errors import ModelError, UnsupportedError, node_where
 from ..ir import Graph, HostOp, Node, Tensor
 from ..nodes import mvau, thresholding
