@@ -6,8 +6,10 @@ that the harness can pass is paired with one showing it can fail.
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from fpgagen.errors import SimulationError
-from fpgagen.sim import ensure_simulator, simulate_stream
+from fpgagen.sim import build_key, ensure_simulator, simulate_stream
 
 WIDTH = 80          # wider than 64 bits: words travel as Python ints
 FRAME = 8           # words per frame, in and out
@@ -84,11 +86,11 @@ class AddConst(wiring.Component):
             m.d.sync += count.eq(count + 1)
         with m.Elif(pop & ~push):
             m.d.sync += head.eq(tail)
-            if self.bug != "dup":   # dup: the tail word stays, and goes out again
-                m.d.sync += count.eq(count - 1)
-            else:
+            if self.bug == "dup":  # when full, the tail word stays too: it goes out twice
                 with m.If(count != 2):
                     m.d.sync += count.eq(count - 1)
+            else:
+                m.d.sync += count.eq(count - 1)
         with m.Elif(pop & push):
             with m.If(count == 1):
                 m.d.sync += head.eq(word)
@@ -177,6 +179,25 @@ def test_wrong_tlast_is_counted(designs, tmp_path, sim_cache):
     assert res.tlast_errors == 2 + 5
 
 
+def test_extra_output_word_is_caught(designs, tmp_path, sim_cache):
+    # Expect one word less in the last frame than the design sends.
+    ins, exp = vectors(10)
+    last = exp[-1].pop()
+    res = run(designs["good"], tmp_path, sim_cache, ins, exp)
+    assert res.mismatches == 1
+    assert res.first_mismatch == {"phase": 2, "frame": 10, "word": 0, "expected": None,
+                                  "got": last}
+    assert res.tlast_errors == 1  # the new last word of frame 9 lacks tlast
+
+
+def test_runaway_output_stops_the_run(designs, tmp_path, sim_cache):
+    # Expecting one word per frame, and getting eight.
+    ins, exp = vectors(10)
+    with pytest.raises(SimulationError, match=r"runaway output: \d+ words where 10 were "
+                                              r"expected; phase 2"):
+        run(designs["good"], tmp_path, sim_cache, ins, [f[:1] for f in exp])
+
+
 def test_duplicating_design_is_caught(designs, tmp_path, sim_cache):
     ins, exp = vectors(30)
     calm = run(designs["dup"], tmp_path, sim_cache, ins, exp, stall_in=0, stall_out=0)
@@ -211,15 +232,13 @@ def test_word_too_wide_for_the_port(designs, tmp_path, sim_cache):
 
 # -- builds, progress, other simulators ---------------------------------------------------------
 
-def test_second_call_reuses_the_build(tmp_path, sim_cache):
-    design = emit(tmp_path / "cached.v", addend=5)
+def test_second_call_reuses_the_build(designs, tmp_path, sim_cache):
     ins, exp = vectors(4)
-    exp = [[w + 5 - ADDEND for w in f] for f in exp]
-    first = run(design, tmp_path, sim_cache, ins, exp)
-    second = run(design, tmp_path, sim_cache, ins, exp)
-    assert first.ok and second.ok
-    assert first.build_seconds > 1.0 > second.build_seconds
-    assert len(list(sim_cache.glob("verilator-*/fpgagen_build.json"))) >= 1
+    runs = [run(designs["good"], tmp_path, sim_cache, ins, exp) for _ in range(2)]
+    assert all(res.ok for res in runs)
+    key = build_key([designs["good"]], "verilator")
+    stamp = json.loads((sim_cache / f"verilator-{key}" / "fpgagen_build.json").read_text())
+    assert stamp["seconds"] > 1.0 > runs[1].build_seconds
 
 
 def test_progress_goes_to_stderr(designs, tmp_path, sim_cache, capfd):
@@ -227,6 +246,23 @@ def test_progress_goes_to_stderr(designs, tmp_path, sim_cache, capfd):
     assert run(designs["good"], tmp_path, sim_cache, ins, exp, progress=True).ok
     err = capfd.readouterr().err
     assert "sim: 2/40 frames" in err and "sim: 40/40 frames" in err
+
+
+@pytest.mark.parametrize("simulator", [
+    "verilator",
+    pytest.param("icarus", marks=pytest.mark.skipif(shutil.which("iverilog") is None,
+                                                    reason="iverilog is not installed")),
+])
+def test_waves_are_written(tmp_path, sim_cache, simulator):
+    design = emit(tmp_path / "traced.v", frame=4)
+    ins, exp = vectors(2, frame=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # VCD instead of FST without liblz4-dev
+        res = run(design, tmp_path, sim_cache, ins, exp, simulator=simulator, waves=True)
+    assert res.ok
+    assert res.waves_file.suffix in (".fst", ".vcd")
+    assert res.waves_file.parent == tmp_path / "sim"
+    assert res.waves_file.stat().st_size > 0
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog is not installed")

@@ -14,9 +14,8 @@ so weights and hidden activations are in {-1, +1} (scale 1.0).
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from brevitas.nn import QuantIdentity, QuantLinear
+from torch import nn
 
 try:  # the reference building blocks, as BNN-PYNQ's FC uses them
     from brevitas_examples.bnn_pynq.models.common import CommonActQuant, CommonWeightQuant

@@ -107,7 +107,7 @@ class Component(wiring.Component):
         idx1 = Signal(idx_shape)
         take1 = Signal()  # S1's word is merged this cycle
         m.d.comb += [
-            take1.eq(v1),
+            take1.eq(v1 & (~last1 | ~self.o.valid | self.o.ready)),
             self.i.ready.eq(~v1 | take1),
         ]
 

@@ -6,8 +6,8 @@ through files: a JSON config (vectors as hex strings, settings, result path) nam
 ``FPGAGEN_SIM_CONFIG`` environment variable, and a JSON result the bench writes.
 
 Build cache: ``<cache_dir>/<simulator>-<hash>/``, the hash covering the Verilog sources'
-contents, the simulator, the waves flag and the build flags. ``cache_dir`` is, in order:
-the ``cache_dir`` argument, the ``FPGAGEN_SIM_CACHE`` environment variable, or
+contents, the simulator, the trace format (if any) and the build flags. ``cache_dir`` is,
+in order: the ``cache_dir`` argument, the ``FPGAGEN_SIM_CACHE`` environment variable, or
 ``work_dir/../.simcache``. Concurrent callers (pytest-xdist) share it safely: a build
 holds a file lock, and a build directory counts only once its stamp file is written.
 Verilator's run-time library, the same for every design, is compiled once into
@@ -23,27 +23,31 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from fpgagen.errors import SimulationError
-from fpgagen.sim.toolchain import ensure_simulator, objcache_command
+from fpgagen.sim.toolchain import (
+    ensure_simulator,
+    objcache_command,
+    verilator_make_fixes,
+    waves_format,
+)
 
-CONFIG_ENV = "FPGAGEN_SIM_CONFIG"
 CACHE_ENV = "FPGAGEN_SIM_CACHE"
 TOPLEVEL = "fpgagen_top"
-BENCH_MODULE = "fpgagen.sim.tb_stream"
+BENCH_MODULE = "tb_stream"  # fpgagen/sim/tb_stream.py, loaded as a top-level module
 MEASURE_FRAMES = 4
 
 # Generated Verilog trips many lint warnings that say nothing about correctness.
 VERILATOR_BUILD_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-Wno-UNOPTFLAT", "-j", "2"]
 TIMESCALE = ("1ns", "1ps")
 # Part of the build cache key: change it whenever the build flags change.
-_BUILD_FLAVOUR = f"1 {VERILATOR_BUILD_ARGS} {TIMESCALE}"
+_BUILD_FLAVOUR = f"2 {VERILATOR_BUILD_ARGS} {TIMESCALE}"
 _STAMP = "fpgagen_build.json"
-_WAVES_FILE = "waves.fst"
 
 
 @dataclass
@@ -62,6 +66,7 @@ class StreamSimResult:
     sim_seconds: float
     cycles_total: int
     cycles_per_second: float = 0.0
+    waves_file: Path | None = None
 
     @property
     def ok(self) -> bool:
@@ -82,14 +87,21 @@ def simulate_stream(rtl_files: list[Path], work_dir: Path, in_words: list[list[i
     the last output word of frame 0) and ``cycles_per_frame`` (mean interval between
     the frames' last output words). Phase 2 feeds all frames with random stalls
     (probabilities ``stall_in`` and ``stall_out`` per cycle, plus rare long bursts),
-    seeded by ``seed``. Both phases are checked word by word and for ``m_axis_tlast``.
+    seeded by ``seed``. Both phases are checked word by word and for ``m_axis_tlast``;
+    after each phase, 32 idle cycles catch surplus words. ``first_mismatch`` is
+    ``{"phase", "frame", "word", "expected", "got"}``; a surplus word has ``expected``
+    None and ``frame`` equal to the number of frames of its phase.
 
     Raises :class:`SimulationError` when the simulator is missing, the build or the run
-    fails, or no output word arrives for ``timeout_cycles`` cycles in which
-    ``m_axis_tready`` was high (default ``100_000 + 50 * total words``). With
-    ``waves=True`` an FST trace is written to ``work_dir/waves.fst``.
+    fails, a word does not fit its port, no output word arrives for ``timeout_cycles``
+    cycles in which ``m_axis_tready`` was high (default ``100_000 + 50 * total words``),
+    or the design sends far more words than expected (runaway output). With
+    ``waves=True`` an FST trace is written to ``work_dir/waves.fst`` (``waves.vcd`` with
+    Verilator when liblz4-dev is missing; see ``waves_file``).
     """
     _check_vectors(in_words, expected, stall_in, stall_out)
+    if timeout_cycles is not None and timeout_cycles < 1:
+        raise ValueError(f"timeout_cycles must be at least 1, not {timeout_cycles!r}")
     ensure_simulator(simulator)
     rtl_files = [Path(f).resolve() for f in rtl_files]
     work_dir = Path(work_dir).resolve()
@@ -102,7 +114,11 @@ def simulate_stream(rtl_files: list[Path], work_dir: Path, in_words: list[list[i
 
     say = _stderr_line if progress else (lambda text: None)
     t0 = time.perf_counter()
-    build_dir = _build(rtl_files, simulator, waves, Path(cache_dir).resolve(), say)
+    trace = waves_format(simulator) if waves else None
+    if trace == "vcd":
+        warnings.warn("Verilator cannot write FST here (lz4.h not found; apt-get install "
+                      "liblz4-dev): writing waves.vcd instead", stacklevel=2)
+    build_dir = _build(rtl_files, simulator, trace, Path(cache_dir).resolve(), say)
     build_seconds = time.perf_counter() - t0
 
     result_file = work_dir / "sim_result.json"
@@ -124,17 +140,17 @@ def simulate_stream(rtl_files: list[Path], work_dir: Path, in_words: list[list[i
 
     say(f"sim: running {len(in_words)} frames with {simulator}")
     t0 = time.perf_counter()
+    sim_log = work_dir / "sim.log"
     with _forward_lines(progress_file):
-        _run_bench(simulator, build_dir, work_dir, config_file, seed, waves)
+        failure = _run_bench(simulator, build_dir, work_dir, config_file, sim_log, seed, trace)
     sim_seconds = time.perf_counter() - t0
 
-    sim_log = work_dir / "sim.log"
-    if not result_file.exists():
-        raise SimulationError(f"the {simulator} run ended without a result",
+    res = json.loads(result_file.read_text()) if result_file.exists() else {}
+    if res.get("error"):
+        raise SimulationError(res["error"], hint=f"log: {sim_log}; waves=True writes a trace")
+    if failure or not res:
+        raise SimulationError(f"the {simulator} run failed ({failure or 'no result'})",
                               hint=f"see {sim_log}")
-    res = json.loads(result_file.read_text())
-    if res["error"]:
-        raise SimulationError(res["error"], hint=f"rerun with waves=True; log: {sim_log}")
     first = res["first_mismatch"]
     if first is not None:
         first = {**first, "expected": _from_hex(first["expected"]),
@@ -146,7 +162,8 @@ def simulate_stream(rtl_files: list[Path], work_dir: Path, in_words: list[list[i
         out_words=[[_from_hex(w) for w in f] for f in res["out_words"]],
         first_mismatch=first, tlast_errors=res["tlast_errors"],
         build_seconds=build_seconds, sim_seconds=sim_seconds,
-        cycles_total=res["cycles_total"], cycles_per_second=res["cycles_per_s"])
+        cycles_total=res["cycles_total"], cycles_per_second=res["cycles_per_s"],
+        waves_file=work_dir / f"waves.{trace}" if trace else None)
 
 
 def _check_vectors(in_words, expected, stall_in: float, stall_out: float) -> None:
@@ -181,9 +198,9 @@ def runtime_cache_dir() -> Path:
 
 # -- build --------------------------------------------------------------------------------
 
-def build_key(rtl_files: list[Path], simulator: str, waves: bool) -> str:
+def build_key(rtl_files: list[Path], simulator: str, trace: str | None = None) -> str:
     """Cache key of a build: the sources' contents, the simulator and the build flags."""
-    digest = hashlib.sha256(f"{_BUILD_FLAVOUR}\0{simulator}\0{waves}\0".encode())
+    digest = hashlib.sha256(f"{_BUILD_FLAVOUR}\0{simulator}\0{trace}\0".encode())
     for path in rtl_files:
         data = Path(path).read_bytes()
         digest.update(len(data).to_bytes(8, "little"))
@@ -191,11 +208,11 @@ def build_key(rtl_files: list[Path], simulator: str, waves: bool) -> str:
     return digest.hexdigest()[:20]
 
 
-def _build(rtl_files: list[Path], simulator: str, waves: bool, cache_dir: Path,
+def _build(rtl_files: list[Path], simulator: str, trace: str | None, cache_dir: Path,
            say) -> Path:
     from cocotb_tools.runner import get_runner
 
-    build_dir = cache_dir / f"{simulator}-{build_key(rtl_files, simulator, waves)}"
+    build_dir = cache_dir / f"{simulator}-{build_key(rtl_files, simulator, trace)}"
     stamp = build_dir / _STAMP
     if stamp.exists():
         return build_dir
@@ -207,25 +224,27 @@ def _build(rtl_files: list[Path], simulator: str, waves: bool, cache_dir: Path,
         say(f"sim: building {TOPLEVEL} with {simulator} in {build_dir}")
         log = cache_dir / f"{build_dir.name}.build.log"
         build_args = list(VERILATOR_BUILD_ARGS) if simulator == "verilator" else []
-        if waves and simulator == "verilator":
+        if trace == "fst" and simulator == "verilator":
             build_args.append("--trace-fst")
         env = {}
         if simulator == "verilator" and "OBJCACHE" not in os.environ:
             env["OBJCACHE"] = objcache_command(str(runtime_cache_dir()))
+        if simulator == "verilator" and verilator_make_fixes():
+            env["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} {verilator_make_fixes()}".strip()
         t0 = time.perf_counter()
         try:
-            with _package_on_sys_path(), _scoped_environ(env):
+            with _scoped_environ(env):
                 get_runner(simulator).build(
                     sources=rtl_files, hdl_toplevel=TOPLEVEL, build_dir=build_dir,
-                    build_args=build_args, waves=waves, timescale=TIMESCALE, clean=True,
-                    log_file=log)
+                    build_args=build_args, waves=trace is not None, timescale=TIMESCALE,
+                    clean=True, log_file=log)
         except (RuntimeError, SystemExit) as err:
             raise SimulationError(
                 f"{simulator} could not build {TOPLEVEL}: {_first_error(log) or err}",
                 hint=f"full log: {log}") from None
         stamp.write_text(json.dumps({
             "sources": [str(p) for p in rtl_files], "simulator": simulator,
-            "waves": waves, "seconds": round(time.perf_counter() - t0, 2)}))
+            "trace": trace, "seconds": round(time.perf_counter() - t0, 2)}))
         log.replace(build_dir / "build.log")
     return build_dir
 
@@ -244,44 +263,47 @@ def _first_error(log: Path) -> str | None:
 # -- run ----------------------------------------------------------------------------------
 
 def _run_bench(simulator: str, build_dir: Path, work_dir: Path, config_file: Path,
-               seed: int, waves: bool) -> None:
+               sim_log: Path, seed: int, trace: str | None) -> str | None:
+    """Run the bench in the simulator; returns what went wrong, if the run failed."""
     from cocotb_tools.runner import get_runner
 
+    from fpgagen.sim.tb_stream import CONFIG_ENV
+
     test_args, plusargs = [], []
-    if waves and simulator == "verilator":
-        test_args = ["--trace-file", str(work_dir / _WAVES_FILE)]
-    elif waves:
-        plusargs = [f"+dumpfile_path={work_dir / _WAVES_FILE}"]
-    sim_log = work_dir / "sim.log"
+    if trace and simulator == "verilator":
+        test_args = ["--trace-file", str(work_dir / f"waves.{trace}")]
+    elif trace:
+        plusargs = [f"+dumpfile_path={work_dir / f'waves.{trace}'}"]
     try:
-        with _package_on_sys_path():
+        with _bench_on_sys_path():
             get_runner(simulator).test(
                 test_module=BENCH_MODULE, hdl_toplevel=TOPLEVEL,
                 hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=work_dir,
-                extra_env={CONFIG_ENV: str(config_file)}, seed=seed, waves=waves,
+                extra_env={CONFIG_ENV: str(config_file)}, seed=seed, waves=trace is not None,
                 test_args=test_args, plusargs=plusargs, log_file=sim_log,
                 results_xml=str(work_dir / "results.xml"))
-    except (RuntimeError, SystemExit) as err:
-        raise SimulationError(f"the {simulator} run failed ({err})",
-                              hint=f"see {sim_log}") from None
+    except (RuntimeError, SystemExit) as err:  # SystemExit: cocotb's verdict under pytest
+        return str(err) or type(err).__name__
+    return None
 
 
 @contextmanager
-def _package_on_sys_path() -> Iterator[None]:
-    """Make ``fpgagen`` importable in the simulator's Python, installed or not.
+def _bench_on_sys_path() -> Iterator[None]:
+    """Make the bench importable, as ``tb_stream``, in the simulator's Python.
 
     cocotb's runner passes this process's ``sys.path`` to the simulator as PYTHONPATH
-    (and ignores a PYTHONPATH in ``extra_env``), so the checkout's root goes there.
+    (and ignores a PYTHONPATH in ``extra_env``). Loading the bench as a top-level module
+    spares the simulator importing the ``fpgagen`` package (seconds, per run).
     """
-    root = str(Path(__file__).resolve().parents[2])
-    added = root not in sys.path
+    bench_dir = str(Path(__file__).resolve().parent)
+    added = bench_dir not in sys.path
     if added:
-        sys.path.append(root)
+        sys.path.append(bench_dir)
     try:
         yield
     finally:
-        if added and root in sys.path:
-            sys.path.remove(root)
+        if added and bench_dir in sys.path:
+            sys.path.remove(bench_dir)
 
 
 @contextmanager

