@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import dwc, fifo, labelselect, mvau, thresholding
+from . import dwc, fifo, labelselect, mvau, pool, swg, thresholding
 
-_MODULES: tuple[ModuleType, ...] = (mvau, thresholding, labelselect, dwc, fifo)
+_MODULES: tuple[ModuleType, ...] = (mvau, thresholding, labelselect, dwc, fifo, swg, pool)
 
 _BY_KIND: dict[str, ModuleType] = {m.KIND: m for m in _MODULES}
 _BY_SPEC: dict[type, ModuleType] = {m.Spec: m for m in _MODULES}

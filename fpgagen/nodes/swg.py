@@ -1,0 +1,336 @@
+"""Sliding window: the windows of a convolution or pooling, one after another.
+
+Integer function: the input frame is an image ``(ifm_h, ifm_w, channels)`` in NHWC
+order, zero-padded by ``pad_top/left/bottom/right``. For each output pixel ``(oy, ox)``
+in raster order the output holds its ``k_h x k_w`` window in ``(kh, kw, c)`` order::
+
+    out[oy, ox, kh, kw, c] = img[oy*stride_h + kh - pad_top, ox*stride_w + kw - pad_left, c]
+
+(0 outside the image). That is the column order of an MVAU weight matrix
+``(OC, KH*KW*IC)``. Folding: ``simd`` channels per word on both streams.
+
+Hardware: a circular buffer of ``buffer_depth`` input words in a ``Memory``. The
+writer stores input words in arrival order; the reader walks the windows with
+counters and reads each word at ``window_base + offset``. One signed register,
+``lead``, is the number of words written beyond the current window's first (virtual)
+word: a word is readable when ``offset < lead``, and the writer may go on while
+``lead < buffer_depth``, so it never overwrites a word the current or a later window
+still needs (windows' first real words never move backwards). Padding words are
+zeros that need no input. Both sides run at one word per cycle.
+
+The depth is the window's span, or enough for the writer to run a whole window
+advance (next column, next row, next frame) ahead of the reader, whichever is more,
+rounded up to a power of two so that addresses wrap for free. With stride 1 that is
+about ``k_h - 1 + stride_h`` rows (``2 k_h - 1`` rows without padding, so that the next
+frame's first rows arrive while the last windows are read), less than FINN's
+``k_h + stride_h`` rows; a frame then takes ``max(input words, output words)`` cycles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..dtypes import IntType
+from ..errors import SpecError
+from ..estimate import adder_luts, compare_luts, memory_cost
+from .base import Cost, check_divides, check_positive, divisors, lane_stream
+
+KIND = "sliding_window"
+
+
+def _check_non_negative(name: str, value, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise SpecError(f"{what} must be a non-negative integer, not {value!r}", where=name)
+    return value
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    channels: int
+    ifm_h: int
+    ifm_w: int
+    k_h: int
+    k_w: int
+    dtype: IntType
+    stride_h: int = 1
+    stride_w: int = 1
+    pad_top: int = 0
+    pad_left: int = 0
+    pad_bottom: int = 0
+    pad_right: int = 0
+    simd: int = 1  # channels per stream word
+
+    def __post_init__(self):
+        n = self.name
+        for what in ("channels", "ifm_h", "ifm_w", "k_h", "k_w", "stride_h", "stride_w",
+                     "simd"):
+            check_positive(n, getattr(self, what), what)
+        for what in ("pad_top", "pad_left", "pad_bottom", "pad_right"):
+            _check_non_negative(n, getattr(self, what), what)
+        check_divides(n, self.simd, self.channels, "SIMD", "channels")
+        for side, pad, k, axis in (("top", self.pad_top, self.k_h, "k_h"),
+                                   ("bottom", self.pad_bottom, self.k_h, "k_h"),
+                                   ("left", self.pad_left, self.k_w, "k_w"),
+                                   ("right", self.pad_right, self.k_w, "k_w")):
+            if pad >= k:
+                raise SpecError(f"padding {side}={pad} is not smaller than the kernel "
+                                f"({axis}={k})", where=n,
+                                hint="padding of at most kernel - 1 per side is supported")
+        padded_h = self.ifm_h + self.pad_top + self.pad_bottom
+        padded_w = self.ifm_w + self.pad_left + self.pad_right
+        if self.k_h > padded_h or self.k_w > padded_w:
+            raise SpecError(f"kernel {self.k_h}x{self.k_w} is larger than the padded image "
+                            f"{padded_h}x{padded_w}", where=n)
+        if self.padded and self.dtype.bipolar:
+            raise SpecError("zero padding on a bipolar stream", where=n,
+                            hint="0 is not a bipolar value; pad an integer-typed tensor "
+                            "or use a convolution without padding")
+
+    # ---- geometry ------------------------------------------------------------
+    @property
+    def padded(self) -> bool:
+        return any((self.pad_top, self.pad_left, self.pad_bottom, self.pad_right))
+
+    @property
+    def out_h(self) -> int:
+        return (self.ifm_h + self.pad_top + self.pad_bottom - self.k_h) // self.stride_h + 1
+
+    @property
+    def out_w(self) -> int:
+        return (self.ifm_w + self.pad_left + self.pad_right - self.k_w) // self.stride_w + 1
+
+    @property
+    def cf(self) -> int:
+        """Words per pixel (channel fold)."""
+        return self.channels // self.simd
+
+    @property
+    def span(self) -> int:
+        """Words from a window's first (virtual) word to its last, inclusive."""
+        return ((self.k_h - 1) * self.ifm_w + self.k_w) * self.cf
+
+    @property
+    def advances(self) -> dict[str, int]:
+        """Words the window's first (virtual) word moves by: next column, row, frame.
+
+        May be negative for a row with wide left and right padding (never below the
+        previous window's first real word, see the module docstring).
+        """
+        w, cf = self.ifm_w, self.cf
+        row_end = (self.out_w - 1) * self.stride_w
+        moves = {"frame": ((self.ifm_h - (self.out_h - 1) * self.stride_h) * w - row_end) * cf}
+        if self.out_h > 1:
+            moves["row"] = (self.stride_h * w - row_end) * cf
+        if self.out_w > 1:
+            moves["column"] = self.stride_w * cf
+        return moves
+
+    @property
+    def buffer_depth(self) -> int:
+        """Line buffer words: see the module docstring. A power of two, at least 2."""
+        ahead = max(self.advances.values()) + (self.k_h - 1) * (self.ifm_w - self.k_w) * self.cf
+        need = max(self.span, ahead + 2, 2)
+        return 1 << (need - 1).bit_length()
+
+    # ---- stream view ---------------------------------------------------------
+    @property
+    def in_type(self) -> IntType:
+        return self.dtype
+
+    @property
+    def out_type(self) -> IntType:
+        return self.dtype
+
+    @property
+    def in_elems(self) -> int:
+        return self.ifm_h * self.ifm_w * self.channels
+
+    @property
+    def out_elems(self) -> int:
+        return self.out_h * self.out_w * self.k_h * self.k_w * self.channels
+
+    @property
+    def in_lanes(self) -> int:
+        return self.simd
+
+    @property
+    def out_lanes(self) -> int:
+        return self.simd
+
+    def cycles(self) -> int:
+        return max(self.in_elems, self.out_elems) // self.simd
+
+
+def reference(spec: Spec, x: np.ndarray) -> np.ndarray:
+    s = spec
+    frames = x.shape[0]
+    img = np.asarray(x, dtype=np.int64).reshape(frames, s.ifm_h, s.ifm_w, s.channels)
+    img = np.pad(img, ((0, 0), (s.pad_top, s.pad_bottom), (s.pad_left, s.pad_right), (0, 0)))
+    # windows[f, oy, ox, kh, kw, c] by strided indexing: rows oy*sh + kh, cols ox*sw + kw
+    rows = (np.arange(s.out_h) * s.stride_h)[:, None] + np.arange(s.k_h)[None, :]
+    cols = (np.arange(s.out_w) * s.stride_w)[:, None] + np.arange(s.k_w)[None, :]
+    win = img[:, rows[:, None, :, None], cols[None, :, None, :], :]
+    return win.reshape(frames, s.out_elems)
+
+
+# ---- hardware ---------------------------------------------------------------------
+
+
+def _counter(n: int) -> Signal:
+    return Signal(range(max(n, 2)))
+
+
+class Component(wiring.Component):
+    """Writer (input -> buffer) and reader (issue -> memory read -> output register).
+
+    The reader is a stall-all pipeline: its counters, the read port and the output
+    register advance only when the output register can take a value. The writer is
+    independent of the output: ``i.ready`` depends on the ``lead`` register only.
+    """
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        super().__init__({
+            "i": In(lane_stream(spec.dtype, spec.simd)),
+            "o": Out(lane_stream(spec.dtype, spec.simd)),
+        })
+
+    def elaborate(self, platform):
+        s = self.spec
+        m = Module()
+        depth, cf, w = s.buffer_depth, s.cf, s.ifm_w
+        abits = (depth - 1).bit_length()
+        moves = s.advances
+        first_lead = (s.pad_top * w + s.pad_left) * cf  # the first window starts above/left
+        bound = s.in_elems // s.simd + 2 * depth + max(abs(v) for v in moves.values())
+
+        m.submodules.buffer = mem = Memory(shape=unsigned(s.simd * s.dtype.bits),
+                                           depth=depth, init=[])
+        wport = mem.write_port()
+        rport = mem.read_port(domain="sync")
+
+        lead = Signal(signed(bound.bit_length() + 1), init=first_lead)
+        base = Signal(unsigned(abits), init=-first_lead % depth)  # window's first word
+        wptr = Signal(unsigned(abits))
+
+        # ---- writer --------------------------------------------------------------
+        accept = Signal()
+        m.d.comb += [
+            self.i.ready.eq(lead < depth),
+            accept.eq(self.i.valid & self.i.ready),
+            wport.addr.eq(wptr), wport.data.eq(self.i.payload), wport.en.eq(accept),
+        ]
+        with m.If(accept):
+            m.d.sync += wptr.eq(wptr + 1)
+
+        # ---- reader: counters of the word to issue -------------------------------
+        advance = Signal()
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+        c, kw, kh = _counter(cf), _counter(s.k_w), _counter(s.k_h)
+        ox, oy = _counter(s.out_w), _counter(s.out_h)
+        offset = _counter(s.span)
+        # image coordinates of the word (x, y) and of its window's corner (x0, y0)
+        x_last = (s.out_w - 1) * s.stride_w - s.pad_left + s.k_w - 1
+        y_last = (s.out_h - 1) * s.stride_h - s.pad_top + s.k_h - 1
+        x = Signal(range(-s.pad_left, x_last + 1), init=-s.pad_left)
+        y = Signal(range(-s.pad_top, y_last + 1), init=-s.pad_top)
+        x0 = Signal(range(-s.pad_left, x_last + 1), init=-s.pad_left)
+        y0 = Signal(range(-s.pad_top, y_last + 1), init=-s.pad_top)
+
+        outside = []
+        if s.pad_left:
+            outside.append(x < 0)
+        if s.pad_right:
+            outside.append(x >= w)
+        if s.pad_top:
+            outside.append(y < 0)
+        if s.pad_bottom:
+            outside.append(y >= s.ifm_h)
+        is_pad = Signal()
+        if outside:
+            m.d.comb += is_pad.eq(Cat(*outside).any())
+
+        issue = Signal()
+        m.d.comb += issue.eq(advance & (is_pad | (offset < lead)))
+
+        last_c, last_kw, last_kh = c == cf - 1, kw == s.k_w - 1, kh == s.k_h - 1
+        last_ox, last_oy = ox == s.out_w - 1, oy == s.out_h - 1
+        row_end = last_c & last_kw
+        window_end = row_end & last_kh
+
+        move = Signal(signed(lead.shape().width))  # how far the window's first word moves
+        with m.If(~last_ox):
+            m.d.comb += move.eq(moves.get("column", 0))
+        with m.Elif(~last_oy):
+            m.d.comb += move.eq(moves.get("row", 0))
+        with m.Else():
+            m.d.comb += move.eq(moves["frame"])
+        moving = Signal()
+        m.d.comb += moving.eq(issue & window_end)
+
+        m.d.sync += lead.eq(lead + accept - Mux(moving, move, 0))
+        with m.If(moving):
+            m.d.sync += base.eq(base + move)  # modulo the power-of-two depth
+
+        with m.If(issue):
+            m.d.sync += c.eq(Mux(last_c, 0, c + 1))
+            with m.If(last_c):
+                m.d.sync += [kw.eq(Mux(last_kw, 0, kw + 1)), x.eq(x + 1)]
+            with m.If(~row_end):
+                m.d.sync += offset.eq(offset + 1)
+            with m.Elif(~last_kh):  # next row of the window
+                m.d.sync += [offset.eq(offset + (w - s.k_w) * cf + 1), kh.eq(kh + 1),
+                             x.eq(x0), y.eq(y + 1)]
+            with m.Else():  # next window
+                m.d.sync += [offset.eq(0), kh.eq(0)]
+                with m.If(~last_ox):
+                    m.d.sync += [ox.eq(ox + 1), x0.eq(x0 + s.stride_w), x.eq(x0 + s.stride_w),
+                                 y.eq(y0)]
+                with m.Else():
+                    m.d.sync += [ox.eq(0), x0.eq(-s.pad_left), x.eq(-s.pad_left)]
+                    with m.If(~last_oy):
+                        m.d.sync += [oy.eq(oy + 1), y0.eq(y0 + s.stride_h),
+                                     y.eq(y0 + s.stride_h)]
+                    with m.Else():
+                        m.d.sync += [oy.eq(0), y0.eq(-s.pad_top), y.eq(-s.pad_top)]
+
+        m.d.comb += [rport.addr.eq(base + offset), rport.en.eq(advance)]
+
+        # ---- S1: the word read, or a padding zero; output register -------------
+        v1, pad1 = Signal(), Signal()
+        with m.If(advance):
+            m.d.sync += [v1.eq(issue), pad1.eq(is_pad)]
+            m.d.sync += self.o.valid.eq(v1)
+            with m.If(v1):
+                m.d.sync += self.o.payload.eq(Mux(pad1, 0, rport.data))
+        return m
+
+
+def fold_options(spec: Spec) -> list[dict]:
+    return [{"simd": simd} for simd in divisors(spec.channels)]
+
+
+def estimate(spec: Spec, family: str) -> Cost:
+    s = spec
+    width = s.simd * s.dtype.bits
+    mem_lut, bram = memory_cost(width, s.buffer_depth, family)
+    abits = (s.buffer_depth - 1).bit_length()
+    lead_bits = abits + 2
+    counter_bits = sum(max(1, (n - 1).bit_length()) for n in
+                       (s.cf, s.k_w, s.k_h, s.out_w, s.out_h, s.span))
+    coord_bits = 4 * max(2, (max(s.ifm_h, s.ifm_w) + max(s.k_h, s.k_w)).bit_length() + 1)
+    lut = mem_lut + adder_luts(counter_bits + coord_bits, family)
+    lut += 2 * adder_luts(abits, family) + 2 * adder_luts(lead_bits, family)  # pointers, lead
+    lut += compare_luts(lead_bits, family) * 2  # readable? writable?
+    if s.padded:
+        lut += width + 4 * compare_luts(coord_bits // 4, family)  # zero the padding
+    lut += 20  # control
+    ff = counter_bits + coord_bits + 2 * abits + lead_bits + 2 * width + 4
+    return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=bram, dsp=0)
