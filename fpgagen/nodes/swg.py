@@ -1,13 +1,14 @@
 """Sliding window: the windows of a convolution or pooling, one after another.
 
 Integer function: the input frame is an image ``(ifm_h, ifm_w, channels)`` in NHWC
-order, zero-padded by ``pad_top/left/bottom/right``. For each output pixel ``(oy, ox)``
-in raster order the output holds its ``k_h x k_w`` window in ``(kh, kw, c)`` order::
+order, padded by ``pad_top/left/bottom/right``. For each output pixel ``(oy, ox)`` in
+raster order the output holds its ``k_h x k_w`` window in ``(kh, kw, c)`` order::
 
     out[oy, ox, kh, kw, c] = img[oy*stride_h + kh - pad_top, ox*stride_w + kw - pad_left, c]
 
-(0 outside the image). That is the column order of an MVAU weight matrix
-``(OC, KH*KW*IC)``. Folding: ``simd`` channels per word on both streams.
+with ``pad_value`` (0 unless set; ``dtype.min`` pads a max pool) outside the image.
+That is the column order of an MVAU weight matrix ``(OC, KH*KW*IC)``. Dilation 1;
+padding smaller than the kernel. Folding: ``simd`` channels per word on both streams.
 
 Hardware: a circular buffer of ``buffer_depth`` input words in a ``Memory``. The
 writer stores input words in arrival order; the reader walks the windows with
@@ -16,14 +17,19 @@ counters and reads each word at ``window_base + offset``. One signed register,
 word: a word is readable when ``offset < lead``, and the writer may go on while
 ``lead < buffer_depth``, so it never overwrites a word the current or a later window
 still needs (windows' first real words never move backwards). Padding words are
-zeros that need no input. Both sides run at one word per cycle.
+constants that need no input, but they wait for the first input word of their frame,
+so that every output frame follows its input frame (no word of the next frame leaves
+early). Both sides run at one word per cycle.
 
-The depth is the window's span, or enough for the writer to run a whole window
-advance (next column, next row, next frame) ahead of the reader, whichever is more,
-rounded up to a power of two so that addresses wrap for free. With stride 1 that is
-about ``k_h - 1 + stride_h`` rows (``2 k_h - 1`` rows without padding, so that the next
-frame's first rows arrive while the last windows are read), less than FINN's
-``k_h + stride_h`` rows; a frame then takes ``max(input words, output words)`` cycles.
+The depth is the larger of the window's span (``(k_h - 1)`` rows plus ``k_w`` pixels:
+less and the reader would deadlock) and what lets the writer run one window advance
+(next column, row or frame) ahead of the reader, so that the reader never waits for
+input in steady state: a frame takes ``max(input words, output words)`` cycles. It is
+rounded up to a power of two so that addresses wrap for free (block RAMs come in
+power-of-two depths anyway). For a 3x3 stride-1 window that is about two rows with
+"same" padding and about four rows without (the next frame's first rows arrive while
+the last windows are read; with the span alone, a 12x12 image loses 14 cycles a
+frame), comparable to FINN's ``k_h + stride_h`` rows.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -66,6 +72,7 @@ class Spec:
     pad_bottom: int = 0
     pad_right: int = 0
     simd: int = 1  # channels per stream word
+    pad_value: int = 0  # what padding positions hold (dtype.min makes a max pool's -inf)
 
     def __post_init__(self):
         n = self.name
@@ -88,10 +95,13 @@ class Spec:
         if self.k_h > padded_h or self.k_w > padded_w:
             raise SpecError(f"kernel {self.k_h}x{self.k_w} is larger than the padded image "
                             f"{padded_h}x{padded_w}", where=n)
-        if self.padded and self.dtype.bipolar:
-            raise SpecError("zero padding on a bipolar stream", where=n,
-                            hint="0 is not a bipolar value; pad an integer-typed tensor "
-                            "or use a convolution without padding")
+        if self.padded and not self.dtype.contains(self.pad_value):
+            if self.dtype.bipolar:
+                raise SpecError(f"padding with {self.pad_value} on a bipolar stream", where=n,
+                                hint=f"{self.pad_value} is not a bipolar value; use a "
+                                "convolution without padding, or pad a max pool with -1")
+            raise SpecError(f"padding value {self.pad_value} does not fit {self.dtype}",
+                            where=n)
 
     # ---- geometry ------------------------------------------------------------
     @property
@@ -136,7 +146,10 @@ class Spec:
     def buffer_depth(self) -> int:
         """Line buffer words: see the module docstring. A power of two, at least 2."""
         ahead = max(self.advances.values()) + (self.k_h - 1) * (self.ifm_w - self.k_w) * self.cf
-        need = max(self.span, ahead + 2, 2)
+        # a frame that starts with padding waits for its first word: the writer must be
+        # able to store it while the reader is still in the last window
+        first_word = self.advances["frame"] + (self.pad_top * self.ifm_w + self.pad_left) * self.cf
+        need = max(self.span, ahead + 2, first_word + 2)
         return 1 << (need - 1).bit_length()
 
     # ---- stream view ---------------------------------------------------------
@@ -172,7 +185,8 @@ def reference(spec: Spec, x: np.ndarray) -> np.ndarray:
     s = spec
     frames = x.shape[0]
     img = np.asarray(x, dtype=np.int64).reshape(frames, s.ifm_h, s.ifm_w, s.channels)
-    img = np.pad(img, ((0, 0), (s.pad_top, s.pad_bottom), (s.pad_left, s.pad_right), (0, 0)))
+    img = np.pad(img, ((0, 0), (s.pad_top, s.pad_bottom), (s.pad_left, s.pad_right), (0, 0)),
+                 constant_values=s.pad_value)
     # windows[f, oy, ox, kh, kw, c] by strided indexing: rows oy*sh + kh, cols ox*sw + kw
     rows = (np.arange(s.out_h) * s.stride_h)[:, None] + np.arange(s.k_h)[None, :]
     cols = (np.arange(s.out_w) * s.stride_w)[:, None] + np.arange(s.k_w)[None, :]
@@ -217,6 +231,8 @@ class Component(wiring.Component):
         rport = mem.read_port(domain="sync")
 
         lead = Signal(signed(bound.bit_length() + 1), init=first_lead)
+        # words written into the frame the reader is in: its padding waits for one
+        into_frame = Signal(signed(bound.bit_length() + 1))
         base = Signal(unsigned(abits), init=-first_lead % depth)  # window's first word
         wptr = Signal(unsigned(abits))
 
@@ -258,7 +274,7 @@ class Component(wiring.Component):
             m.d.comb += is_pad.eq(Cat(*outside).any())
 
         issue = Signal()
-        m.d.comb += issue.eq(advance & (is_pad | (offset < lead)))
+        m.d.comb += issue.eq(advance & Mux(is_pad, into_frame > 0, offset < lead))
 
         last_c, last_kw, last_kh = c == cf - 1, kw == s.k_w - 1, kh == s.k_h - 1
         last_ox, last_oy = ox == s.out_w - 1, oy == s.out_h - 1
@@ -276,6 +292,8 @@ class Component(wiring.Component):
         m.d.comb += moving.eq(issue & window_end)
 
         m.d.sync += lead.eq(lead + accept - Mux(moving, move, 0))
+        next_frame = moving & last_ox & last_oy
+        m.d.sync += into_frame.eq(into_frame + accept - Mux(next_frame, s.in_elems // s.simd, 0))
         with m.If(moving):
             m.d.sync += base.eq(base + move)  # modulo the power-of-two depth
 
@@ -305,11 +323,14 @@ class Component(wiring.Component):
 
         # ---- S1: the word read, or a padding zero; output register -------------
         v1, pad1 = Signal(), Signal()
+        lane_bits = int(s.dtype.encode(s.pad_value)) if s.padded else 0
+        pad_word = Const(sum(lane_bits << (k * s.dtype.bits) for k in range(s.simd)),
+                         unsigned(s.simd * s.dtype.bits))
         with m.If(advance):
             m.d.sync += [v1.eq(issue), pad1.eq(is_pad)]
             m.d.sync += self.o.valid.eq(v1)
             with m.If(v1):
-                m.d.sync += self.o.payload.eq(Mux(pad1, 0, rport.data))
+                m.d.sync += self.o.payload.eq(Mux(pad1, pad_word, rport.data))
         return m
 
 
