@@ -9,6 +9,7 @@ import onnx
 from onnx import external_data_helper
 
 from ..errors import ModelError
+from .checks import check_model
 
 MIN_OPSET, MAX_OPSET = 9, onnx.defs.onnx_opset_version()
 
@@ -28,8 +29,10 @@ def _check_external(model: onnx.ModelProto, base: Path) -> None:
         if not loc or os.path.isabs(loc) or Path(loc).drive:
             raise ModelError(f"external data location {loc!r} is not a relative path",
                              where=where, hint="external data must lie in the model's folder")
+        if "\0" in loc:
+            raise ModelError(f"external data location {loc!r} holds a NUL byte", where=where)
         norm = os.path.normpath(loc)
-        if norm.startswith("..") or os.sep + ".." + os.sep in os.sep + norm + os.sep:
+        if Path(norm).parts[:1] == ("..",):
             raise ModelError(f"external data location {loc!r} points outside the model's "
                              "folder; refused", where=where)
         full = os.path.join(root, norm)
@@ -41,7 +44,12 @@ def _check_external(model: onnx.ModelProto, base: Path) -> None:
                              hint=f"keep '{loc}' next to the .onnx file (the dynamo "
                                   "exporter writes it beside the model)")
         size = os.path.getsize(full)
-        offset, length = int(info.get("offset", 0)), int(info.get("length", 0) or 0)
+        try:
+            offset, length = int(info.get("offset") or 0), int(info.get("length") or 0)
+        except ValueError:
+            raise ModelError(f"external data offset {info.get('offset')!r} or length "
+                             f"{info.get('length')!r} is not a whole number", where=where,
+                             hint="the model file is damaged; export again") from None
         if offset < 0 or length < 0 or offset + length > size:
             raise ModelError(f"external data '{loc}' is shorter than the model says "
                              f"(needs bytes {offset}..{offset + length}, file has {size})",
@@ -72,4 +80,5 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
         external_data_helper.load_external_data_for_model(model, str(path.parent))
     except Exception as exc:
         raise ModelError(f"cannot read external weight data: {exc}") from None
+    check_model(model)
     return model

@@ -188,6 +188,8 @@ class _Lowering:
     # ---- constants ---------------------------------------------------------------
     def quantize_constant(self, op, ins, attrs, where):
         w = np.asarray(ins[0], F32)
+        if w.size == 0:
+            raise ModelError("the quantized weights are empty", where=where)
         if not np.all(np.isfinite(w)):
             raise ModelError("weights contain NaN or Inf", where=where)
         quant = _quant_op(op, ins, attrs, where)
@@ -195,6 +197,13 @@ class _Lowering:
         if not dtype.bipolar and dtype.bits > MAX_WEIGHT_BITS:
             raise UnsupportedError(f"{dtype.bits}-bit weights are wider than the "
                                    f"{MAX_WEIGHT_BITS} supported", where=where)
+        try:  # scale and zero point broadcast to the weights, never the other way
+            fits = np.broadcast_shapes(w.shape, *map(np.shape, quant.operands[1:3])) == w.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ModelError(f"the quantizer's scale or zero point does not broadcast to the "
+                             f"weights' shape {list(w.shape)}", where=where)
         levels = thr.quantizer_levels(quant, w)
         scale = np.broadcast_to(np.asarray(quant.operands[1], F32), w.shape).copy()
         return _QWeight(levels, scale, dtype)
@@ -203,6 +212,9 @@ class _Lowering:
         if op == "Transpose" and len(ins) == 1:
             qw = ins[0]
             perm = attrs.get("perm")
+            if perm is not None and sorted(perm) != list(range(qw.levels.ndim)):
+                raise ModelError(f"perm {perm} does not permute the weights' "
+                                 f"{qw.levels.ndim} axes", where=where)
             return _QWeight(np.transpose(qw.levels, perm), np.transpose(qw.scale, perm),
                             qw.dtype)
         if op in ("Identity", "Dropout"):
@@ -472,6 +484,8 @@ def _quant_op(op, ins, attrs, where) -> HostOp:
         if len(ins) < 2 or not isinstance(ins[1], np.ndarray):
             raise UnsupportedError("BipolarQuant needs a constant scale", where=where)
         scale = np.asarray(ins[1], F32)
+        if scale.size == 0:
+            raise ModelError("BipolarQuant has an empty scale", where=where)
         _check_finite(scale, where)
         return HostOp("BipolarQuant", (None, scale), attrs, name=where)
     if len(ins) < 4 or not all(isinstance(v, np.ndarray) for v in ins[1:4]):
@@ -479,10 +493,17 @@ def _quant_op(op, ins, attrs, where) -> HostOp:
                                where=where, hint="a non-constant scale cannot be built "
                                                  "into hardware")
     scale, zp, bits = (np.asarray(v, F32) for v in ins[1:4])
+    if min(scale.size, zp.size) == 0 or bits.size != 1:
+        raise ModelError("Quant needs a non-empty scale and zero point and one bit width",
+                         where=where)
     for arr in (scale, zp, bits):
         _check_finite(arr, where)
     if np.any(scale <= 0):
         raise ModelError("quantizer scale must be positive", where=where)
+    if np.any(zp != 0):
+        raise UnsupportedError("non-zero zero points are not supported", where=where,
+                               hint="use symmetric or unsigned quantizers with zero_point=0")
+    zp = np.zeros((), F32)  # all zero: a malformed shape must not break broadcasting later
     return HostOp("Quant", (None, scale, zp, bits), attrs, name=where)
 
 
