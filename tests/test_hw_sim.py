@@ -17,7 +17,7 @@ from fpgagen import nodes, zoo
 from fpgagen.dtypes import BIPOLAR, IntType
 from fpgagen.hw.emit import verilog_text
 from fpgagen.ir import Graph, Node, Tensor
-from fpgagen.nodes import dwc, fifo, labelselect, mvau, thresholding
+from fpgagen.nodes import dwc, fifo, labelselect, mvau, pool, swg, thresholding
 from fpgagen.sim import simulate_stream
 from fpgagen.simulate import frame_words, words_values
 
@@ -79,6 +79,13 @@ NODE_CASES = {
     "dwc_down": lambda r: dwc.Spec("dwc", 24, IntType(3, True), 8, 2),
     "dwc_general": lambda r: dwc.Spec("dwc", 24, BIPOLAR, 4, 6),
     "fifo": lambda r: fifo.Spec("fifo", 12, IntType(7, False), 3, 4),
+    "swg_3x3_padded": lambda r: swg.Spec("swg", 4, 5, 7, 3, 3, IntType(3, True), 1, 1,
+                                         1, 1, 1, 1, simd=2),
+    "swg_3x3_stride2": lambda r: swg.Spec("swg", 3, 7, 6, 3, 3, BIPOLAR, 2, 2, simd=3),
+    "pool_max_2x2": lambda r: pool.Spec("pool", 4, 4, "max", IntType(4, True),
+                                        IntType(4, True), windows=6, pe=2),
+    "pool_global_sum": lambda r: pool.Spec("pool", 6, 16, "sum", IntType(3, False),
+                                           pool.sum_type(IntType(3, False), 16), pe=1),
 }
 
 

@@ -11,8 +11,13 @@ from streamsim import run_spec
 
 from fpgagen.dtypes import BIPOLAR, IntType
 from fpgagen.errors import SpecError
+from fpgagen.hw.emit import verilog_text
+from fpgagen.ir import Graph, Node, Tensor
 from fpgagen.nodes import pool, swg
 from fpgagen.nodes.base import divisors
+from fpgagen.passes import fifos, widths
+from fpgagen.sim import simulate_stream
+from fpgagen.simulate import frame_words, words_values
 
 INT4 = IntType(4, True)
 UINT3 = IntType(3, False)
@@ -188,3 +193,29 @@ def test_hardware_takes_one_word_per_cycle(mode, pe):
     # run_spec fails once the last word takes longer than the steady rate + latency
     got = run_spec(spec, x, stall_in=0, stall_out=0, max_cycles=frames * spec.cycles() + 4)
     assert np.array_equal(got, pool.reference(spec, x))
+
+
+def test_max_pooling_chain_as_verilog(tmp_path):
+    """Sliding window -> (width converter, FIFOs) -> pool as generated Verilog in cocotb:
+    bit-exact under stalls, and the stall-free cycles per frame are the estimate."""
+    window = swg.Spec("window", 4, 8, 6, 2, 2, INT4, 2, 2, 1, 1, 1, 1, simd=4,
+                      pad_value=INT4.min)
+    reduce = pool.Spec("pool", 4, 4, "max", INT4, INT4,
+                       windows=window.out_h * window.out_w, pe=2)
+    tensors = {t.name: t for t in (Tensor("x", (window.in_elems,), INT4),
+                                   Tensor("w", (window.out_elems,), INT4),
+                                   Tensor("y", (reduce.out_elems,), INT4))}
+    graph = Graph((Node("window", window, ("x",), ("w",)), Node("pool", reduce, ("w",), ("y",))),
+                  tensors, ("x",), ("y",))
+    graph, _ = widths.apply(graph)
+    graph, _ = fifos.apply(graph)
+    x = random_values(INT4, (30, window.in_elems), np.random.default_rng(2))
+    want = pool.reference(reduce, swg.reference(window, x))
+    rtl = tmp_path / "fpgagen_top.v"
+    rtl.write_text(verilog_text(graph))
+    res = simulate_stream([rtl], tmp_path / "sim", frame_words(x, INT4, window.simd),
+                          frame_words(want, INT4, reduce.pe), stall_in=0.5, stall_out=0.5)
+    assert res.mismatches == 0, res.first_mismatch
+    assert np.array_equal(words_values(res.out_words, INT4, reduce.pe), want)
+    estimate = max(window.cycles(), reduce.cycles())  # 5x4 windows of 2x2 pixels
+    assert abs(res.cycles_per_frame - estimate) <= 0.05 * estimate
