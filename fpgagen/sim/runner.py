@@ -26,7 +26,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fpgagen.errors import SimulationError
@@ -67,6 +67,7 @@ class StreamSimResult:
     cycles_total: int
     cycles_per_second: float = 0.0
     waves_file: Path | None = None
+    stress: list[dict] = field(default_factory=list)  # one summary per stress phase
 
     @property
     def ok(self) -> bool:
@@ -78,7 +79,8 @@ def simulate_stream(rtl_files: list[Path], work_dir: Path, in_words: list[list[i
                     stall_out: float = 0.3, seed: int = 0, simulator: str = "verilator",
                     waves: bool = False, progress: bool = False,
                     timeout_cycles: int | None = None,
-                    cache_dir: Path | None = None) -> StreamSimResult:
+                    cache_dir: Path | None = None,
+                    stress: list[dict] | None = None) -> StreamSimResult:
     """Stream ``in_words`` through ``fpgagen_top`` and compare every output word.
 
     ``in_words[f]`` are the input words of frame ``f``, ``expected[f]`` its output words.
@@ -91,6 +93,15 @@ def simulate_stream(rtl_files: list[Path], work_dir: Path, in_words: list[list[i
     after each phase, 32 idle cycles catch surplus words. ``first_mismatch`` is
     ``{"phase", "frame", "word", "expected", "got"}``; a surplus word has ``expected``
     None and ``frame`` equal to the number of frames of its phase.
+
+    ``stress`` adds phases 3, 4, ... in the same simulator run: each entry is
+    ``{"stall_in": p, "stall_out": q, "seed": s}`` (every frame again with those stall
+    probabilities) or, with ``"reset_after": n`` and ``"hold": h``, feeds the first
+    ``n`` input words (best in the middle of a frame), waits ``h`` cycles, and resets
+    the design; the next entry then starts over from frame 0 and must come out right.
+    Words out before a reset are checked as a prefix of the expected stream. Every
+    phase's mismatches count in ``mismatches``; ``stress`` in the result summarises
+    each phase (``words_out``, ``cycles``, ``mismatches``).
 
     Raises :class:`SimulationError` when the simulator is missing, the build or the run
     fails, a word does not fit its port, no output word arrives for ``timeout_cycles``
@@ -134,6 +145,7 @@ def simulate_stream(rtl_files: list[Path], work_dir: Path, in_words: list[list[i
         "expected": [format(w, "x") for f in expected for w in f],
         "stall_in": stall_in, "stall_out": stall_out, "seed": seed,
         "timeout_cycles": timeout_cycles, "measure_frames": MEASURE_FRAMES,
+        "stress": _check_stress(stress, sum(map(len, in_words))),
         "result_file": str(result_file),
         "progress_file": str(progress_file) if progress_file else None,
     }))
@@ -163,7 +175,23 @@ def simulate_stream(rtl_files: list[Path], work_dir: Path, in_words: list[list[i
         first_mismatch=first, tlast_errors=res["tlast_errors"],
         build_seconds=build_seconds, sim_seconds=sim_seconds,
         cycles_total=res["cycles_total"], cycles_per_second=res["cycles_per_s"],
-        waves_file=work_dir / f"waves.{trace}" if trace else None)
+        waves_file=work_dir / f"waves.{trace}" if trace else None,
+        stress=res.get("stress") or [])
+
+
+def _check_stress(stress: list[dict] | None, total_in: int) -> list[dict]:
+    stress = list(stress or [])
+    for k, entry in enumerate(stress):
+        for key in ("stall_in", "stall_out"):
+            if not 0.0 <= float(entry[key]) < 1.0:
+                raise ValueError(f"stress[{k}]: {key} must be in [0, 1), not {entry[key]!r}")
+        cut = entry.get("reset_after")
+        if cut is not None and not 0 <= int(cut) <= total_in:
+            raise ValueError(f"stress[{k}]: reset_after must be in [0, {total_in}]")
+    if stress and stress[-1].get("reset_after") is not None:
+        raise ValueError("the last stress phase must not be a reset: the frames after a "
+                         "reset are what shows the design recovered")
+    return stress
 
 
 def _check_vectors(in_words, expected, stall_in: float, stall_out: float) -> None:

@@ -145,25 +145,42 @@ class _Bench:
 
     # -- driving ----------------------------------------------------------------------
 
-    async def reset(self) -> None:
+    async def reset(self, start_clock: bool = True) -> None:
+        """Hold ``rst`` high for ``RESET_CYCLES`` cycles; both stream ends idle meanwhile.
+
+        Called again in the middle of a run (``start_clock=False``) it is the mid-frame
+        reset of the stress phases: whatever the design holds is to be discarded.
+        """
+        if not start_clock:  # leave the ReadOnly phase the last cycle ended in
+            await self.fall
+            self.cycle += 1
         self.set_valid(0)
         self.set_ready(0)
         self.set_data(0)
+        self.valid_now = self.ready_now = 0
         self.rst.value = 1
-        Clock(self.clk, 10, unit="ns").start(start_high=False)
+        if start_clock:
+            Clock(self.clk, 10, unit="ns").start(start_high=False)
         for _ in range(RESET_CYCLES):
             await self.fall
+        if not start_clock:
+            self.cycle += RESET_CYCLES
         self.rst.value = 0
 
     async def run_phase(self, phase: int, in_words: list[int], exp_words: list[int],
                         exp_lens: list[int], stall_in: StallPattern,
-                        stall_out: StallPattern, progress=None) -> dict:
+                        stall_out: StallPattern, progress=None,
+                        cut: int | None = None, hold: int = 0) -> dict:
         """Stream ``in_words`` in, check every output word against ``exp_words``.
 
         Once every word has gone in and come out, the phase idles ``DRAIN_CYCLES``
         cycles with ready high; a word arriving then is an extra one, and a mismatch.
         Returns the output words per frame, the cycle of the first input transfer and
         the cycle of each frame's last output word.
+
+        With ``cut``, the phase stops ``hold`` cycles after the first ``cut`` input
+        words have gone in (the caller then resets the design): the words that came
+        out until then are checked as a prefix of ``exp_words``.
         """
         fall, read_only = self.fall, self.read_only
         set_data, set_valid, set_ready = self.set_data, self.set_valid, self.set_ready
@@ -172,6 +189,8 @@ class _Bench:
         timeout = self.timeout
 
         n_in, n_out = len(in_words), len(exp_words)
+        if cut is not None:
+            n_in = min(cut, n_in)
         i_in = i_out = 0
         pending = False         # s_axis_tvalid is high with in_words[i_in]
         frame = pos = 0         # where the next output word belongs
@@ -254,6 +273,11 @@ class _Bench:
                 idle += 1
                 if idle >= timeout:
                     self._stalled(phase, idle, frame, pos, i_in, n_in, i_out, n_out)
+            if cut is not None and i_in == n_in:
+                if hold <= 0:
+                    self.cycle = cycle  # reset() waits out this cycle
+                    break
+                hold -= 1
             if i_out >= n_out:
                 if i_in == n_in:
                     drain -= 1
@@ -266,7 +290,7 @@ class _Bench:
 
         self.valid_now, self.ready_now = valid_now, ready_now
         return {"out_frames": out_frames, "first_in_cycle": first_in_cycle,
-                "frame_end_cycles": frame_end_cycles}
+                "frame_end_cycles": frame_end_cycles, "words_out": i_out}
 
     def _stalled(self, phase, idle, frame, pos, i_in, n_in, i_out, n_out):
         if i_out >= n_out:
@@ -324,7 +348,37 @@ async def _run(bench: _Bench, cfg: dict, result: dict) -> None:
             progress_file.close()
     result["out_words"] = [[hex(w) if isinstance(w, int) else w for w in f]
                            for f in full["out_frames"]]
+    result["stress"] = await _stress(bench, cfg, in_words, exp_words, exp_lens)
     result["cycles_per_s"] = bench.cycle / max(time.perf_counter() - t0, 1e-9)
+
+
+async def _stress(bench: _Bench, cfg: dict, in_words, exp_words, exp_lens) -> list[dict]:
+    """The optional stress schedule, run after phase 2, phases numbered from 3.
+
+    Each entry runs every frame with its own stall probabilities, or, with
+    ``reset_after`` (a number of input words, typically in the middle of a frame),
+    stops ``hold`` cycles after that many words went in and resets the design. The
+    entry after a reset starts again at frame 0 and must come out exactly right.
+    """
+    summary = []
+    for k, entry in enumerate(cfg.get("stress") or []):
+        phase = 3 + k
+        seed = int(entry.get("seed", k))
+        before = bench.mismatches
+        start = bench.cycle
+        cut = entry.get("reset_after")
+        res = await bench.run_phase(
+            phase, in_words, exp_words, exp_lens,
+            StallPattern(float(entry["stall_in"]), seed=2 * seed + 7),
+            StallPattern(float(entry["stall_out"]), seed=2 * seed + 8),
+            cut=cut, hold=int(entry.get("hold", 0)))
+        if cut is not None:
+            await bench.reset(start_clock=False)
+        summary.append({"phase": phase, "stall_in": entry["stall_in"],
+                        "stall_out": entry["stall_out"], "reset_after": cut,
+                        "words_out": res["words_out"], "cycles": bench.cycle - start,
+                        "mismatches": bench.mismatches - before})
+    return summary
 
 
 @cocotb.test()
