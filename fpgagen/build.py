@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__, boards, passes
+from . import __version__, boards, gen_budget, passes
 from .errors import BuildDirError, FpgagenError
 from .estimate_graph import graph_report
 from .frontend import load_model, lower
@@ -85,6 +85,7 @@ def build(model: str | os.PathLike, out: str | os.PathLike, *, board: str = boar
     timings: dict = {}
     graph = compile_graph(model, board=the_board, target_fps=target_fps, clock_mhz=clock_mhz,
                           timings=timings, progress=progress)
+    gen_budget.check(graph, the_board.family)  # refuse up front, not by an OOM kill later
     with _stage("verilog", timings, progress):
         text = verilog_text(graph)
     with _stage("report", timings, progress):
@@ -125,6 +126,8 @@ def _write_atomically(out: Path, force: bool, files: dict[str, str]) -> None:
             out.rename(old)
         tmp.rename(out)
     finally:
+        if old.exists() and not out.exists():  # interrupted between the two renames
+            old.rename(out)
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
 
