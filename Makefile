@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.fpgagen-installed
 DEMO   ?= demo-out
 JOBS   ?= 2
 
-.PHONY: install demo test test-all lint bench clean
+.PHONY: install demo test test-all lint bench fuzz clean
 
 install: $(STAMP)
 
@@ -31,6 +31,11 @@ test-all: install
 
 bench: install
 	$(PY) bench/run.py
+
+# Long mutation fuzzing (hypothesis): FUZZ_EXAMPLES mutants per seed model.
+FUZZ_EXAMPLES ?= 5000
+fuzz: install
+	FPGAGEN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -n $(JOBS) -q tests/test_fuzz.py -k long
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .hypothesis .simcache
