@@ -195,9 +195,7 @@ def test_hardware_takes_one_word_per_cycle(mode, pe):
     assert np.array_equal(got, pool.reference(spec, x))
 
 
-def test_max_pooling_chain_as_verilog(tmp_path):
-    """Sliding window -> (width converter, FIFOs) -> pool as generated Verilog in cocotb:
-    bit-exact under stalls, and the stall-free cycles per frame are the estimate."""
+def _max_pooling_chain():
     window = swg.Spec("window", 4, 8, 6, 2, 2, INT4, 2, 2, 1, 1, 1, 1, simd=4,
                       pad_value=INT4.min)
     reduce = pool.Spec("pool", 4, 4, "max", INT4, INT4,
@@ -207,6 +205,20 @@ def test_max_pooling_chain_as_verilog(tmp_path):
                                    Tensor("y", (reduce.out_elems,), INT4))}
     graph = Graph((Node("window", window, ("x",), ("w",)), Node("pool", reduce, ("w",), ("y",))),
                   tensors, ("x",), ("y",))
+    return window, reduce, graph
+
+
+def test_specs_survive_graph_json():
+    _, _, graph = _max_pooling_chain()
+    loaded = Graph.from_json(graph.to_json())
+    assert [n.spec for n in loaded.nodes] == [n.spec for n in graph.nodes]
+    assert [n.kind for n in loaded.nodes] == ["sliding_window", "pool"]
+
+
+def test_max_pooling_chain_as_verilog(tmp_path):
+    """Sliding window -> (width converter, FIFOs) -> pool as generated Verilog in cocotb:
+    bit-exact under stalls, and the stall-free cycles per frame are the estimate."""
+    window, reduce, graph = _max_pooling_chain()
     graph, _ = widths.apply(graph)
     graph, _ = fifos.apply(graph)
     x = random_values(INT4, (30, window.in_elems), np.random.default_rng(2))

@@ -39,6 +39,7 @@ from .base import (
 )
 
 KIND = "pool"
+ADAPTS_LANES = True  # cheap to widen: folding matches its neighbours' words (fold.py)
 MODES = ("max", "sum")
 REGISTER_WORDS = 2  # at most this many running words live in registers
 
@@ -228,5 +229,6 @@ def estimate(spec: Spec, family: str) -> Cost:
     else:
         mem_lut, bram = memory_cost(width, s.nf, family)
         lut += mem_lut
+        ff += width  # the read port's register (distributed RAM reads asynchronously)
     lut += 10  # control
     return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=bram, dsp=0)
