@@ -23,6 +23,7 @@ from .estimate_graph import graph_report
 from .frontend import load_model, lower
 from .hw.emit import TOP_NAME, verilog_text
 from .ir import Graph
+from .project import project_files
 
 MARKER = "fpgagen-build.json"  # written last: its presence means the build finished
 
@@ -92,9 +93,12 @@ def build(model: str | os.PathLike, out: str | os.PathLike, *, board: str = boar
         report = graph_report(graph, the_board, clock_mhz or the_board.clock_mhz)
         report["model"] = Path(model).name
         report["verilog_bytes"] = len(text.encode())
+    with _stage("project", timings, progress):
+        project = project_files(graph, the_board, clock_mhz or the_board.clock_mhz)
     with _stage("write", timings, progress):
         _write_atomically(out, force, {
             f"rtl/{TOP_NAME}.v": text,
+            **project,
             "graph.json": graph.to_json(),
             "report.json": json.dumps(report, indent=1) + "\n",
             "timings.json": json.dumps(timings, indent=1) + "\n",

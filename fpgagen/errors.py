@@ -51,6 +51,10 @@ class SimulationError(FpgagenError):
     """The simulator could not be built or run."""
 
 
+class SynthesisError(FpgagenError):
+    """Yosys or nextpnr could not be run, or failed on the design."""
+
+
 def node_where(name: str, op: str | None = None) -> str:
     """The ``where`` text for a node: ``node 'fc0' (MatMul)``."""
     return f"node '{name}' ({op})" if op else f"node '{name}'"

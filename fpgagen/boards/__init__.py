@@ -42,6 +42,7 @@ class Board:
     uart_rx_pin: str = ""  # into the FPGA; "" when the board has no PL UART
     uart_tx_pin: str = ""
     ps: str = "none"  # processing system for a block design: none | zynq7 | zynqmp
+    vivado_board: str = ""  # Vivado board-file name (PS presets: DDR, MIO), e.g. "zcu104"
 
     def capacity(self) -> dict:
         bram18 = int(self.bram18) if float(self.bram18).is_integer() else self.bram18
@@ -108,6 +109,9 @@ def _check(path: Path, v: dict) -> None:
         bad("field 'clock_pin' is empty but the board has no processing system (ps)")
     if bool(v["uart_rx_pin"]) != bool(v["uart_tx_pin"]):
         bad("give both 'uart_rx_pin' and 'uart_tx_pin', or neither")
+    if v["ps"] == "none" and not v["uart_rx_pin"]:
+        bad("a board without a processing system (ps) needs 'uart_rx_pin' and 'uart_tx_pin'",
+            hint="the accelerator talks to the host over that UART")
 
 
 def parse(path: Path) -> Board:
