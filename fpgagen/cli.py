@@ -6,7 +6,6 @@ A user's mistake prints one line and exits with code 2; never a traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from .errors import FpgagenError
@@ -29,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="QONNX model -> Verilog, graph.json, report.json")
     b.add_argument("model", help="QONNX .onnx file (Brevitas export)")
     b.add_argument("-o", "--out", required=True, help="output directory")
-    b.add_argument("--board", default="pynq-z2", help="board name or .toml path")
+    b.add_argument("--board", default="pynq-z2",
+                   help="board name (see `fpgagen boards`) or path of a board .toml file")
     b.add_argument("--target-fps", type=_positive_float,
                    help="frames/s to meet (default: fastest folding that fits the board)")
     b.add_argument("--clock-mhz", type=_positive_float, help="clock (default: board's)")
@@ -49,7 +49,13 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="per-layer resources and throughput of a build")
     r.add_argument("out", help="build directory")
-    r.add_argument("--json", action="store_true", help="print report.json instead")
+    r.add_argument("--synth", action="store_true",
+                   help="synthesise with Yosys (whole design and each node) beside the estimates")
+    r.add_argument("--pnr", action="store_true",
+                   help="place and route with nextpnr (Lattice boards): Fmax, throughput at Fmax")
+    r.add_argument("--format", choices=("text", "md", "html", "json"), default="text",
+                   help="what to print (report.md and report.html are always written)")
+    r.add_argument("--json", action="store_true", help="same as --format json")
 
     sub.add_parser("boards", help="list the known boards")
     return p
@@ -86,21 +92,19 @@ def _run(args) -> int:
     if args.command == "report":
         from .report import report
 
-        if args.json:
-            from .build import open_build
-
-            print(json.dumps(open_build(args.out)[2], indent=1))
-        else:
-            print(report(args.out), end="")
+        print(report(args.out, synth=args.synth, pnr=args.pnr,
+                     fmt="json" if args.json else args.format,
+                     progress=lambda msg: print(msg, file=sys.stderr, flush=True)), end="")
         return 0
     if args.command == "boards":
         from . import boards
 
-        print(f"{'name':14} {'vendor':8} {'family':6} {'part':22} {'LUT':>7} {'FF':>7} "
-              f"{'BRAM18':>6} {'DSP':>5} {'MHz':>5}")
+        print(f"{'name':15} {'vendor':8} {'family':6} {'part':22} {'LUT':>7} {'FF':>7} "
+              f"{'BRAM18':>6} {'DSP':>5} {'URAM':>4} {'MHz':>5}  {'host link':9}")
         for bd in boards.known():
-            print(f"{bd.name:14} {bd.vendor:8} {bd.family:6} {bd.part:22} {bd.lut:7} "
-                  f"{bd.ff:7} {bd.bram18:6} {bd.dsp:5} {bd.clock_mhz:5g}")
+            link = {"zynq7": "PS + DMA", "zynqmp": "PS + DMA"}.get(bd.ps, "UART")
+            print(f"{bd.name:15} {bd.vendor:8} {bd.family:6} {bd.part:22} {bd.lut:7} "
+                  f"{bd.ff:7} {bd.bram18:6g} {bd.dsp:5} {bd.uram:4} {bd.clock_mhz:5g}  {link}")
         return 0
     raise AssertionError(args.command)
 

@@ -1,12 +1,28 @@
-"""Whole-graph analyses: per-node cost table, totals, throughput, the report's numbers."""
+"""Whole-graph analyses: per-node cost table, totals, throughput, the report's numbers.
+
+``report.json`` uses the same names everywhere: per node and in ``total`` a pair
+``{"estimate": {lut, ff, bram18, dsp}, "synth": {...} | null}``, likewise
+``utilization``; ``fmax_mhz`` is null until placed and routed. ``fpgagen report
+--synth/--pnr`` fills the ``synth`` halves and ``fmax_mhz`` (``add_synthesis``,
+``add_place_and_route``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 from . import nodes
-from .boards import Board
+from .boards import Board, known
 from .ir import Graph
 
 PIPELINE_LATENCY = 4  # register stages a node adds beyond its cycles per frame (approx.)
+RESOURCES = ("lut", "ff", "bram18", "dsp")
+
+
+def _bram(value: float) -> float | int:
+    value = round(value, 3)
+    return int(value) if float(value).is_integer() else value
 
 
 def node_rows(graph: Graph, family: str) -> list[dict]:
@@ -15,6 +31,8 @@ def node_rows(graph: Graph, family: str) -> list[dict]:
     for node in graph.chain():
         s = node.spec
         cost = nodes.estimate(s, family)
+        estimate = cost.as_dict()
+        estimate["bram18"] = _bram(estimate["bram18"])
         rows.append({
             "name": node.name,
             "kind": node.kind,
@@ -26,33 +44,147 @@ def node_rows(graph: Graph, family: str) -> list[dict]:
             "pe": getattr(s, "pe", s.out_lanes),
             "simd": getattr(s, "simd", s.in_lanes),
             "cycles": cost.cycles,
-            "estimate": cost.as_dict(),
+            "estimate": estimate,
+            "synth": None,
         })
     return rows
 
 
+def totals(rows: list[dict], which: str = "estimate") -> dict:
+    t = {k: sum(r[which][k] for r in rows) for k in RESOURCES}
+    t["bram18"] = _bram(t["bram18"])
+    return t
+
+
+def utilization(used: dict, capacity: dict) -> dict:
+    return {k: round(used[k] / capacity[k], 4) if capacity[k] else None for k in RESOURCES}
+
+
+def overflow(used: dict, capacity: dict) -> list[dict]:
+    """Resources over the board's capacity, with by how much."""
+    return [{"resource": k, "used": used[k], "capacity": capacity[k],
+             "excess": _bram(used[k] - capacity[k]) if k == "bram18" else used[k] - capacity[k],
+             "ratio": round(used[k] / capacity[k], 2) if capacity[k] else None}
+            for k in RESOURCES if used[k] > capacity[k]]
+
+
+def fitting_folding(graph: Graph, board: Board, clock_mhz: float) -> dict | None:
+    """The fastest folding whose estimate fits the whole board, or None if none does."""
+    from .errors import FoldingError
+    from .passes import fold
+
+    capacity = board.capacity()
+    budget = max(nodes.estimate(n.spec, board.family).cycles for n in graph.nodes)
+    slowest = max(max(nodes.estimate(c, board.family).cycles for c in fold._options(n.spec))
+                  for n in graph.nodes)
+    while True:
+        try:
+            folded = fold.fold_for_cycles(graph, budget, board.family)
+        except FoldingError:
+            return None
+        used = totals(node_rows(folded, board.family))
+        if not overflow(used, capacity):
+            cycles = max(nodes.estimate(n.spec, board.family).cycles for n in folded.nodes)
+            return {"cycles_per_frame": cycles, "estimate": used,
+                    "throughput_fps": round(clock_mhz * 1e6 / cycles, 2),
+                    "target_fps": math.floor(clock_mhz * 1e6 / cycles)}
+        if budget >= slowest:
+            return None
+        budget = min(slowest, max(budget + 1, math.ceil(budget * 1.25)))
+
+
+def fit_advice(graph: Graph, board: Board, clock_mhz: float, used: dict) -> dict | None:
+    """For a design over the board's capacity: what overflows, and what would fit."""
+    over = overflow(used, board.capacity())
+    if not over:
+        return None
+    advice = {"over": over, "folding": fitting_folding(graph, board, clock_mhz)}
+    if advice["folding"] is None:
+        advice["boards"] = [b.name for b in known()
+                            if not overflow(used, b.capacity())]
+    return advice
+
+
+def advice_text(advice: dict) -> str:
+    """One paragraph: which resource, by how much, and what folding (or board) fits."""
+    parts = [f"{o['resource'].upper()} {o['used']} > {o['capacity']} "
+             f"(over by {o['excess']}, {o['ratio']}x)" for o in advice["over"]]
+    text = "does not fit: " + "; ".join(parts)
+    f = advice.get("folding")
+    if f:
+        text += (f". A folding that fits: --target-fps {f['target_fps']} "
+                 f"({f['cycles_per_frame']} cycles/frame, estimated LUT {f['estimate']['lut']}, "
+                 f"BRAM18 {f['estimate']['bram18']}, DSP {f['estimate']['dsp']})")
+    else:
+        boards = advice.get("boards") or []
+        text += (". No folding fits this board"
+                 + (f"; boards it fits as built: {', '.join(boards)}" if boards else ""))
+    return text
+
+
 def graph_report(graph: Graph, board: Board, clock_mhz: float) -> dict:
     rows = node_rows(graph, board.family)
-    total = {k: sum(r["estimate"][k] for r in rows) for k in ("lut", "ff", "bram18", "dsp")}
+    total = totals(rows)
     cycles = max(r["cycles"] for r in rows)
     bottleneck = next(r["name"] for r in rows if r["cycles"] == cycles)
     latency = sum(r["cycles"] + PIPELINE_LATENCY for r in rows)
     capacity = board.capacity()
+    advice = fit_advice(graph, board, clock_mhz, total)
     return {
         "board": board.name,
+        "board_spec": dataclasses.asdict(board),
         "part": board.part,
         "family": board.family,
         "clock_mhz": clock_mhz,
         "nodes": rows,
-        "total": {"estimate": total},
+        "total": {"estimate": total, "synth": None},
         "capacity": capacity,
-        "utilization": {k: round(total[k] / capacity[k], 4) if capacity[k] else None
-                        for k in total},
-        "fits": all(total[k] <= capacity[k] for k in total),
+        "utilization": {"estimate": utilization(total, capacity), "synth": None},
+        "fits": advice is None,
+        "fit_advice": advice,
         "cycles_per_frame": cycles,
         "bottleneck": bottleneck,
         "throughput_fps": round(clock_mhz * 1e6 / cycles, 2),
         "latency_cycles": latency,
         "latency_us": round(latency / clock_mhz, 3),
         "fmax_mhz": None,
+        "throughput_fps_at_fmax": None,
     }
+
+
+def add_synthesis(report: dict, synth: dict) -> dict:
+    """``synth`` from ``synth.synthesize_build``: fill the synth halves and errors."""
+    from .synth import relative_error
+
+    rep = dict(report)
+    rows = []
+    for row in report["nodes"]:
+        res = synth["nodes"].get(row["name"])
+        row = dict(row, synth=res["resources"] if res else None)
+        if res:
+            row["error"] = {k: relative_error(row["estimate"][k], res["resources"][k])
+                            for k in RESOURCES}
+        rows.append(row)
+    rep["nodes"] = rows
+    design = synth["design"]["resources"]
+    rep["total"] = {"estimate": report["total"]["estimate"], "synth": design,
+                    "synth_nodes_sum": totals([r for r in rows if r["synth"]], "synth"),
+                    "error": {k: relative_error(report["total"]["estimate"][k], design[k])
+                              for k in RESOURCES}}
+    rep["utilization"] = {"estimate": report["utilization"]["estimate"],
+                          "synth": utilization(design, report["capacity"])}
+    rep["fits_synth"] = not overflow(design, report["capacity"])
+    rep["synth_seconds"] = round(synth["design"]["seconds"]
+                                 + sum(r["seconds"] for r in synth["nodes"].values()), 2)
+    return rep
+
+
+def add_place_and_route(report: dict, pnr: dict) -> dict:
+    rep = dict(report, fmax_mhz=pnr["fmax_mhz"], pnr_utilization=pnr["utilization"])
+    if pnr["fmax_mhz"]:
+        clock = min(pnr["fmax_mhz"], report["clock_mhz"])
+        rep["throughput_fps_at_fmax"] = round(pnr["fmax_mhz"] * 1e6
+                                              / report["cycles_per_frame"], 2)
+        rep["meets_clock"] = pnr["fmax_mhz"] >= report["clock_mhz"]
+        rep["throughput_fps_at_board_clock"] = round(clock * 1e6 / report["cycles_per_frame"], 2)
+    return rep
