@@ -68,6 +68,33 @@ def overflow(used: dict, capacity: dict) -> list[dict]:
             for k in RESOURCES if used[k] > capacity[k]]
 
 
+INSERTED_KINDS = ("fifo", "dwc")  # nodes the passes after folding add between layers
+
+
+def unfolded_chain(graph: Graph) -> Graph:
+    """The graph without the FIFOs and width converters the passes inserted."""
+    kept, prev = [], None
+    for node in graph.chain():
+        if node.kind in INSERTED_KINDS:
+            continue
+        if prev is not None and node.inputs[0] != prev.outputs[0]:
+            node = dataclasses.replace(node, inputs=(prev.outputs[0], *node.inputs[1:]))
+        kept.append(node)
+        prev = node
+    return graph.replace(nodes=tuple(kept), outputs=(kept[-1].outputs[0],))
+
+
+def refold(graph: Graph, budget: int, family: str) -> Graph:
+    """What the build's pass pipeline makes of ``graph`` for a cycle budget."""
+    from .passes import PIPELINE, fold
+
+    folded = fold.fold_for_cycles(unfolded_chain(graph), budget, family)
+    for name, apply in PIPELINE:
+        if name != "fold":
+            folded, _ = apply(folded)
+    return folded
+
+
 def fitting_folding(graph: Graph, board: Board, clock_mhz: float) -> dict | None:
     """The fastest folding whose estimate fits the whole board, or None if none does."""
     from .errors import FoldingError
@@ -79,7 +106,7 @@ def fitting_folding(graph: Graph, board: Board, clock_mhz: float) -> dict | None
                   for n in graph.nodes)
     while True:
         try:
-            folded = fold.fold_for_cycles(graph, budget, board.family)
+            folded = refold(graph, budget, board.family)
         except FoldingError:
             return None
         used = totals(node_rows(folded, board.family))
