@@ -149,6 +149,8 @@ _OPS: dict[str, Callable[..., np.ndarray]] = {
     "Identity": lambda x, attrs: x,
     "Dropout": lambda x, *rest, attrs: x,
     "Transpose": lambda x, attrs: np.transpose(x, _attr(attrs, "perm", None)),
+    "Gather": lambda x, idx, attrs: np.take(x, np.asarray(idx, np.int64),
+                                            axis=int(_attr(attrs, "axis", 0))),
     "Reshape": _reshape,
     "Flatten": _flatten,
     "Squeeze": lambda x, *axes, attrs: _squeeze(x, *axes, attrs=attrs),

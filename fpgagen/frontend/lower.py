@@ -7,11 +7,13 @@ Each ONNX tensor gets an abstract value:
 - ``_Host``: a float tensor computed from the model input on the host, before the first
   quantizer (pre-processing such as ``2*x - 1``);
 - ``_Stream``: an integer tensor on chip plus the float ``chain`` of elementwise ops
-  that maps its integers to the model's float values.
+  that maps its integers to the model's float values. Image tensors travel channels
+  innermost (NHWC); ``order`` and ``channels`` say how (see ``layout.py``).
 
 Quantizers on a stream become thresholds (fused into the producing MVAU), MatMul/Gemm
-with quantized weights become MVAUs, and whatever chain is left at the output runs on
-the host as post-processing. Both Brevitas exporters' graph shapes (Gemm or
+with quantized weights become MVAUs, Conv a sliding window and an MVAU, pooling a sliding
+window and a pool, and whatever chain is left at the output runs on the host as
+post-processing. Both Brevitas exporters' graph shapes (Gemm or
 Transpose+MatMul, Flatten or Reshape) reduce to the same values.
 """
 
@@ -24,14 +26,17 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..dtypes import IntType
+from ..dtypes import IntType, smallest_type
 from ..errors import ModelError, UnsupportedError, node_where
 from ..ir import Graph, HostOp, Node, Tensor
-from ..nodes import mvau, thresholding
+from ..nodes import mvau, pool, swg, thresholding
 from ..onnx_ops import ELEMENTWISE, F32, REGROUP, evaluate, supported
+from . import layout
 from . import thresholds as thr
 
 QUANT_OPS = {"Quant", "BipolarQuant"}
+POOL_OPS = {"MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool"}
+LOWERED_OPS = {"MatMul", "Gemm", "Conv", *POOL_OPS}  # ops lowering builds itself
 MAX_WEIGHT_BITS = 16
 
 
@@ -44,8 +49,39 @@ class _Host:
 @dataclass
 class _Stream:
     tensor: str
-    chain: list[HostOp]
+    chain: list[HostOp]  # in stream form (layout.py)
     shape: tuple[int, ...]  # ONNX shape, batch first
+    order: np.ndarray | None  # ONNX element at each stream position; None: the same
+    channels: int  # size of the stream's innermost axis
+
+    @property
+    def elems(self) -> int:
+        return layout.elems(self.shape)
+
+    @property
+    def channels_last(self) -> bool:
+        """An image (N, C, spatial...) travelling NHWC, as convolutions need it."""
+        return len(self.shape) >= 3 and layout.same_order(
+            self.order, layout.channels_last_order(self.shape)) and \
+            self.channels == self.shape[1]
+
+
+def _channels(shape, order) -> int:
+    """The innermost stream axis of a tensor of ``shape`` travelling in ``order``."""
+    if layout.is_identity(order):
+        return int(shape[-1]) if len(shape) > 1 else 1
+    if len(shape) >= 3 and layout.same_order(order, layout.channels_last_order(shape)):
+        return int(shape[1])
+    return layout.elems(shape)  # no axis survives: every element is its own channel
+
+
+def _stream_shape(s: _Stream) -> tuple[int, ...]:
+    """The per-frame shape of the stream, in its own order (IR tensor shape)."""
+    if s.channels_last:
+        return tuple(s.shape[2:]) + (s.shape[1],)
+    if layout.is_identity(s.order):
+        return tuple(s.shape[1:])
+    return (s.elems // s.channels, s.channels)
 
 
 @dataclass
@@ -131,8 +167,12 @@ class _Lowering:
             raise UnsupportedError("the model has no layer to put in hardware "
                                    "(no MatMul/Gemm or quantizer after the input)")
         host_pre = tuple(self.values_pre)
-        post = list(value.chain) + [HostOp("Reshape", (None, np.asarray(value.shape)),
-                                           {"allowzero": 0}, name="output shape")]
+        post = []
+        if value.channels != value.elems:  # the chain's constants apply per channel
+            post.append(HostOp("Reshape", (None, np.asarray([1, -1, value.channels])),
+                               {"allowzero": 0}, name="channels"))
+        post += list(value.chain)
+        post += layout.from_stream_ops(value.order, _stream_shape(value), value.shape)
         meta = {
             "input_name": self.input_name, "input_shape": list(self.input_shape),
             "output_name": out, "output_shape": list(value.shape),
@@ -160,7 +200,7 @@ class _Lowering:
             else:
                 ins.append(self.values[name])
         attrs = {a.name: _plain(onnx.helper.get_attribute_value(a)) for a in node.attribute}
-        if not supported(op) and op not in ("MatMul", "Gemm"):
+        if not supported(op) and op not in LOWERED_OPS:
             raise UnsupportedError(f"op {op} is not supported", where=where,
                                    hint="see docs/ops.md for the supported ops")
         data = [v for v in ins if isinstance(v, (_Host, _Stream))]
@@ -222,9 +262,11 @@ class _Lowering:
         if op in ("MatMul", "Gemm") and isinstance(ins[0], _Stream) \
                 and isinstance(ins[1], _QWeight):
             return self.matmul(op, node, ins, attrs, where)
+        if op == "Conv" and isinstance(ins[0], _Stream) and isinstance(ins[1], _QWeight):
+            return self.conv(node, ins, attrs, where)
         raise UnsupportedError(f"{op} on quantized weights is not supported", where=where,
-                               hint="quantized weights may feed MatMul/Gemm (optionally "
-                                    "through Transpose)")
+                               hint="quantized weights may feed MatMul/Gemm/Conv "
+                                    "(optionally through Transpose)")
 
     # ---- host pre-processing -----------------------------------------------------
     def host_op(self, op, ins, attrs, where):
@@ -235,7 +277,7 @@ class _Lowering:
         operands = tuple(None if v is host else v for v in ins)
         if op in QUANT_OPS:
             return self.host_quantizer(op, host, ins, attrs, where)
-        if op in ("MatMul", "Gemm", "ArgMax") or not supported(op):
+        if op in LOWERED_OPS or op == "ArgMax" or not supported(op):
             raise UnsupportedError(f"{op} before the first quantizer is not supported",
                                    where=where, hint="quantize the input first "
                                    "(a QuantIdentity at the start of the model)")
@@ -252,13 +294,14 @@ class _Lowering:
                                    hint="use a per-tensor scale on the input quantizer")
         to_int = HostOp("QuantLevels" if op == "Quant" else "BipolarLevels",
                         quant.operands, quant.attrs, name=where)
-        self.values_pre = host.ops + [to_int]
+        order = layout.channels_last_order(host.shape)
+        self.values_pre = host.ops + [to_int] + layout.to_stream_ops(order)
         name = "input"
-        per_frame = tuple(host.shape[1:])
-        self.tensors[name] = Tensor(name, per_frame, dtype, scale.reshape(()))
+        stream = _Stream(name, [HostOp("Mul", (None, scale.reshape(())), {}, name=where)],
+                         host.shape, order, _channels(host.shape, order))
+        self.tensors[name] = Tensor(name, _stream_shape(stream), dtype, scale.reshape(()))
         self.hw_input = name
-        return _Stream(name, [HostOp("Mul", (None, scale.reshape(())), {}, name=where)],
-                       host.shape)
+        return stream
 
     # ---- on-chip streams -----------------------------------------------------------
     def stream_op(self, op, node, ins, attrs, where):
@@ -266,31 +309,61 @@ class _Lowering:
         operands = tuple(None if v is stream else v for v in ins)
         if op in QUANT_OPS:
             return self.requantize(op, stream, ins, attrs, where, node)
-        if op in REGROUP:
-            hop = HostOp(op, operands, attrs, name=where)
-            shape = _shape_after(hop, stream.shape, where)
-            if shape[-1] != stream.shape[-1] and any(
-                    o is not None and np.asarray(o).size > 1
-                    for h in stream.chain for o in h.operands):
-                raise UnsupportedError("a reshape that moves the channel axis after "
-                                       "per-channel float ops is not supported", where=where)
-            return dataclasses.replace(stream, shape=shape)
-        if op in ELEMENTWISE:
-            if op in ("Add", "Sub", "Mul", "Div"):
-                const = next(v for v in operands if v is not None)
+        if op in REGROUP or op == "Transpose":
+            return self.regroup(op, stream, operands, attrs, where)
+        if op == "BatchNormalization":
+            for const in operands[1:]:
                 _check_finite(const, where)
-                _check_channel_broadcast(const, stream.shape, where)
-            hop = HostOp(op, operands, attrs, name=where)
+            chain = layout.batchnorm_chain(operands, attrs, stream.shape, stream.order,
+                                           stream.channels, where)
+            return dataclasses.replace(stream, chain=stream.chain + chain)
+        if op in ELEMENTWISE:
+            consts = []
+            for o in operands:
+                if o is not None:
+                    _check_finite(o, where)
+                    o = layout.stream_constant(o, stream.shape, stream.order,
+                                               stream.channels, where)
+                consts.append(o)
+            hop = HostOp(op, tuple(consts), attrs, name=where)
             return dataclasses.replace(stream, chain=stream.chain + [hop])
         if op == "ArgMax":
             return self.argmax(stream, attrs, where)
+        if op in POOL_OPS:
+            return self.pool(op, stream, attrs, where, node.name)
         raise UnsupportedError(f"op {op} on an on-chip tensor is not supported", where=where,
                                hint="see docs/ops.md for the supported ops")
 
+    def regroup(self, op, stream, operands, attrs, where):
+        """Reshape, Flatten, Transpose...: the stream stays, its ONNX view changes."""
+        if op == "Transpose":
+            index = np.arange(stream.elems).reshape(stream.shape[1:])
+            perm = attrs.get("perm") or list(range(len(stream.shape)))[::-1]
+            if perm[0] != 0:
+                raise UnsupportedError("a Transpose that moves the batch axis is not "
+                                       "supported", where=where)
+            moved = np.transpose(index, [p - 1 for p in perm[1:]]).reshape(-1)
+            # new ONNX element j is old element moved[j]: position i holds argsort(moved)
+            new_of_old = np.argsort(moved)
+            old = np.arange(stream.elems) if stream.order is None else stream.order
+            order = new_of_old[old]
+            shape = (stream.shape[0],) + tuple(stream.shape[p] for p in perm[1:])
+        else:
+            hop = HostOp(op, operands, attrs, name=where)
+            shape = _shape_after(hop, stream.shape, where)
+            order = stream.order
+        if layout.is_identity(order):
+            order = None
+        channels = _channels(shape, order)
+        chain = layout.rechannel(stream.chain, stream.channels, channels, stream.elems, where)
+        return _Stream(stream.tensor, chain, shape, order, channels)
+
     def argmax(self, stream, attrs, where):
         axis = int(attrs.get("axis", 0))
-        if axis % len(stream.shape) != len(stream.shape) - 1:
-            raise UnsupportedError("ArgMax is supported over the last axis only", where=where)
+        if axis % len(stream.shape) != len(stream.shape) - 1 or stream.order is not None \
+                or stream.channels != stream.elems:
+            raise UnsupportedError("ArgMax is supported over the last axis of a vector "
+                                   "only", where=where)
         hop = HostOp("ArgMax", (None,), attrs, name=where)
         return dataclasses.replace(stream, chain=stream.chain + [hop],
                                    shape=_shape_after(hop, stream.shape, where))
@@ -299,22 +372,18 @@ class _Lowering:
         if any(h.op == "ArgMax" for h in stream.chain):
             raise UnsupportedError("a quantizer after ArgMax is not supported", where=where)
         quant = _quant_op(op, ins, attrs, where)
-        scale = np.asarray(quant.operands[1], F32)
-        _check_finite(scale, where)
-        if np.any(scale <= 0):
-            raise ModelError("quantizer scale must be positive", where=where)
-        channels = stream.shape[-1]
-        _check_channel_broadcast(scale, stream.shape, where)
+        channels = stream.channels
+        scale = layout.stream_constant(quant.operands[1], stream.shape, stream.order,
+                                       channels, where).astype(F32)
+        quant = HostOp(quant.op, (None, scale, *quant.operands[2:]), quant.attrs, where)
         src = self.tensors[stream.tensor]
         producer = self.producer(stream.tensor)
         fuse = (producer is not None and isinstance(producer.spec, mvau.Spec)
-                and producer.spec.thresholds is None
+                and producer.spec.thresholds is None and producer.spec.mh == channels
                 and self.hw_input != stream.tensor)
         if fuse:
             w = producer.spec.weights
-            xlo, xhi = producer.spec.in_type.min, producer.spec.in_type.max
-            lo = np.minimum(w * xlo, w * xhi).sum(axis=1)
-            hi = np.maximum(w * xlo, w * xhi).sum(axis=1)
+            lo, hi = mvau.acc_bounds(w, producer.spec.in_type)
         else:
             lo = np.full(channels, src.dtype.min, np.int64)
             hi = np.full(channels, src.dtype.max, np.int64)
@@ -341,16 +410,10 @@ class _Lowering:
         self.tensors[out_name] = dataclasses.replace(self.tensors[out_name],
                                                      scale=np.asarray(out_scale, F32))
         return _Stream(out_name, [HostOp("Mul", (None, np.asarray(out_scale, F32)), {},
-                                         name=where)], stream.shape)
+                                         name=where)], stream.shape, stream.order, channels)
 
     def matmul(self, op, node, ins, attrs, where):
         stream, qw = ins[0], ins[1]
-        sx = _linear_scale(stream.chain)
-        if sx is None:
-            raise UnsupportedError(
-                "the input of this layer is not a quantized tensor times a per-tensor "
-                "scale (float ops stand between its quantizer and the layer)", where=where,
-                hint="put a quantizer directly before each QuantLinear")
         levels, scale = qw.levels, qw.scale
         if op == "Gemm":
             if attrs.get("transA", 0):
@@ -366,37 +429,144 @@ class _Lowering:
         if stream.shape[-1] != mw:
             raise ModelError(f"input has {stream.shape[-1]} features but the weights "
                              f"expect {mw}", where=where)
-        if not np.all(scale == scale[:, :1]):
-            raise UnsupportedError("weight scales that vary along the input dimension are "
-                                   "not supported", where=where,
-                                   hint="use per-tensor or per-output-channel weight scales")
-        if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
-            raise ModelError("weight scales must be finite and positive", where=where)
+        if stream.order is not None:
+            if len(stream.shape) != 2:
+                raise UnsupportedError("a MatMul over the last axis of an image tensor is "
+                                       "not supported", where=where,
+                                       hint="flatten the image before the linear layer")
+            # stream position i carries input feature order[i]
+            levels, scale = levels[:, stream.order], scale[:, stream.order]
+        wscale = _per_output_scale(scale.reshape(mh, -1), where)
+        if op == "Gemm":
+            wscale = wscale * F32(attrs.get("alpha", 1.0))
+        shape = tuple(stream.shape[:-1]) + (mh,)
+        bias = ins[2] if op == "Gemm" and len(ins) > 2 else None
+        if bias is not None:
+            bias = np.asarray(bias, F32) * F32(attrs.get("beta", 1.0))
+        return self.add_mvau(stream, levels, wscale, qw.dtype, bias, shape, node, where)
+
+    def conv(self, node, ins, attrs, where):
+        stream, qw = ins[0], ins[1]
+        if len(stream.shape) != 4 or qw.levels.ndim != 4:
+            raise UnsupportedError("only 2-D convolutions (NCHW input, OIHW weights) are "
+                                   "supported", where=where)
+        if not stream.channels_last:
+            raise UnsupportedError("the input of this convolution is not an image in "
+                                   "channel-major (NCHW) order", where=where)
+        group = int(attrs.get("group", 1))
+        oc, ic, kh, kw = qw.levels.shape
+        if group != 1:
+            raise UnsupportedError(f"grouped convolution (group={group}) is not supported",
+                                   where=where, hint="use group=1 convolutions")
+        if ic != stream.shape[1]:
+            raise ModelError(f"input has {stream.shape[1]} channels but the weights expect "
+                             f"{ic}", where=where)
+        window = _window_attrs(attrs, (kh, kw), stream.shape, where)
         src = self.tensors[stream.tensor]
-        vectors = src.elems // mw
+        name, oh, ow = self.add_window(stream, src, window, where, node.name)
+        levels = qw.levels.transpose(0, 2, 3, 1).reshape(oc, kh * kw * ic)  # (kh, kw, c)
+        wscale = _per_output_scale(qw.scale.reshape(oc, -1), where)
+        bias = ins[2] if len(ins) > 2 else None
+        win = _Stream(name, stream.chain, (1, kh * kw * ic, oh, ow),
+                      layout.channels_last_order((1, kh * kw * ic, oh, ow)), kh * kw * ic)
+        out = self.add_mvau(win, levels, wscale, qw.dtype, None if bias is None
+                            else np.asarray(bias, F32).reshape(1, oc, 1, 1),
+                            (1, oc, oh, ow), node, where)
+        return out
+
+    def pool(self, op, stream, attrs, where, onnx_name):
+        if not stream.channels_last or len(stream.shape) != 4:
+            raise UnsupportedError(f"{op} needs an NCHW image", where=where)
+        if not _is_positive_scaling(stream.chain):
+            raise UnsupportedError(f"{op} of a tensor that is not a quantized tensor times "
+                                   "a positive scale is not supported", where=where,
+                                   hint="quantize the activation before pooling")
+        c, h, w = stream.shape[1:]
+        src = self.tensors[stream.tensor]
+        mode = "max" if op in ("MaxPool", "GlobalMaxPool") else "sum"
+        if op.startswith("Global"):
+            positions, windows, oh, ow, source = h * w, 1, 1, 1, stream.tensor
+        else:
+            if int(attrs.get("ceil_mode", 0)):
+                raise UnsupportedError(f"{op} with ceil_mode=1 is not supported",
+                                       where=where, hint="use ceil_mode=0 (the default)")
+            window = _window_attrs(attrs, tuple(attrs.get("kernel_shape", ())),
+                                   stream.shape, where)
+            if any(window["pads"]):
+                if mode == "sum" and not int(attrs.get("count_include_pad", 0)):
+                    raise UnsupportedError("average pooling with padding that excludes the "
+                                           "padding from the count is not supported",
+                                           where=where, hint="use count_include_pad=1")
+                if mode == "max" and src.dtype.min < 0:
+                    raise UnsupportedError("max pooling with padding over signed values is "
+                                           "not supported", where=where,
+                                           hint="pad after a ReLU (unsigned activations)")
+            source, oh, ow = self.add_window(stream, src, window, where, onnx_name)
+            positions, windows = window["kernel"][0] * window["kernel"][1], oh * ow
+        if mode == "max":
+            out_type = src.dtype
+        else:
+            out_type = smallest_type(src.dtype.min * positions, src.dtype.max * positions)
+        name = self.fresh("pool")
+        spec = pool.Spec(name, c, positions, mode, src.dtype, out_type, windows=windows)
+        out_name = f"{name}_out"
+        self.add_node(spec, [source], Tensor(out_name, (oh, ow, c), out_type), onnx_name)
+        chain = list(stream.chain)
+        if mode == "sum":
+            chain.append(HostOp("Div", (None, np.asarray(F32(positions))), {}, name=where))
+        shape = (1, c, oh, ow)
+        return _Stream(out_name, chain, shape, layout.channels_last_order(shape), c)
+
+    # ---- building blocks ----------------------------------------------------------
+    def add_window(self, stream, src, window, where, onnx_name) -> tuple[str, int, int]:
+        """A sliding window over ``stream``; returns its tensor and the output size."""
+        c, h, w = stream.shape[1:]
+        (kh, kw), (sh, sw), (pt, pl, pb, pr) = (window["kernel"], window["strides"],
+                                                window["pads"])
+        oh, ow = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+        if oh < 1 or ow < 1:
+            raise ModelError(f"a {kh}x{kw} window does not fit the {h}x{w} input", where=where)
+        if any(window["pads"]) and src.dtype.bipolar:
+            raise UnsupportedError("zero padding of a bipolar (+1/-1) tensor is not "
+                                   "representable", where=where,
+                                   hint="remove the padding or use a multi-bit activation")
+        name = self.fresh("swg")
+        spec = swg.Spec(name, c, h, w, kh, kw, src.dtype, stride_h=sh, stride_w=sw,
+                        pad_top=pt, pad_left=pl, pad_bottom=pb, pad_right=pr)
+        out_name = f"{name}_out"
+        self.add_node(spec, [stream.tensor], Tensor(out_name, (oh, ow, kh * kw * c), src.dtype),
+                      onnx_name)
+        return out_name, oh, ow
+
+    def add_mvau(self, stream, levels, wscale, weight_type, bias, shape, node, where):
+        """An MVAU on ``stream`` (weights in stream order); the result's stream."""
+        sx = _linear_scale(stream.chain)
+        if sx is None:
+            raise UnsupportedError(
+                "the input of this layer is not a quantized tensor times a per-tensor "
+                "scale (float ops stand between its quantizer and the layer)", where=where,
+                hint="put a quantizer directly before each quantized layer")
+        mh, mw = levels.shape
+        src = self.tensors[stream.tensor]
         name = self.fresh("mvau")
-        probe = mvau.Spec(name, mw, mh, levels, src.dtype, qw.dtype, IntType(64, True),
-                          vectors=vectors)
+        probe = mvau.Spec(name, mw, mh, levels, src.dtype, weight_type, IntType(64, True),
+                          vectors=src.elems // mw)
         acc_type = probe.acc_type
         if acc_type.bits > 48:
             raise UnsupportedError(f"accumulator needs {acc_type.bits} bits", where=where)
         spec = dataclasses.replace(probe, out_type=acc_type)
         out_name = f"{name}_out"
-        self.add_node(spec, [stream.tensor], Tensor(out_name, src.shape[:-1] + (mh,)
-                                                    if len(src.shape) else (mh,), acc_type),
+        order = layout.channels_last_order(shape) if len(shape) >= 3 and stream.channels_last \
+            else None
+        out = _Stream(out_name, [], shape, order, mh)
+        self.add_node(spec, [stream.tensor], Tensor(out_name, _stream_shape(out), acc_type),
                       node.name)
-        chain = [HostOp("Mul", (None, (sx * scale[:, 0]).astype(F32)), {}, name=where)]
-        if op == "Gemm":
-            alpha = float(attrs.get("alpha", 1.0))
-            if alpha != 1.0:
-                chain = [HostOp("Mul", (None, (sx * scale[:, 0] * alpha).astype(F32)), {},
-                                name=where)]
-            if len(ins) > 2 and ins[2] is not None:
-                bias = np.asarray(ins[2], F32) * F32(attrs.get("beta", 1.0))
-                _check_finite(bias, where)
-                chain.append(HostOp("Add", (None, bias), {}, name=where))
-        shape = tuple(stream.shape[:-1]) + (mh,)
-        return _Stream(out_name, chain, shape)
+        chain = [HostOp("Mul", (None, (sx * wscale).astype(F32)), {}, name=where)]
+        if bias is not None:
+            _check_finite(bias, where)
+            chain.append(HostOp("Add", (None, layout.stream_constant(
+                bias, shape, order, mh, where)), {}, name=where))
+        return dataclasses.replace(out, chain=chain)
 
 
 # ---- module-level helpers ---------------------------------------------------------
@@ -512,16 +682,52 @@ def _check_finite(arr, where):
         raise ModelError("constant contains NaN or Inf", where=where)
 
 
-def _check_channel_broadcast(const, shape, where):
-    """A constant on a stream must be per-tensor or per-channel (last axis)."""
-    c = np.asarray(const)
-    if c.size == 1:
-        return
-    squeezed = [d for d in c.shape if d != 1]
-    if len(squeezed) != 1 or c.shape[-1] != shape[-1]:
-        raise UnsupportedError(f"a constant of shape {list(c.shape)} on a tensor of shape "
-                               f"{list(shape)} is neither per-tensor nor per-channel",
-                               where=where)
+def _per_output_scale(scale: np.ndarray, where) -> np.ndarray:
+    """Weight scales (outputs, rest) -> one positive scale per output channel."""
+    if not np.all(scale == scale[:, :1]):
+        raise UnsupportedError("weight scales that vary along the input dimension are "
+                               "not supported", where=where,
+                               hint="use per-tensor or per-output-channel weight scales")
+    if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        raise ModelError("weight scales must be finite and positive", where=where)
+    return np.asarray(scale[:, 0], F32)
+
+
+def _window_attrs(attrs, kernel, shape, where) -> dict:
+    """Kernel, strides and pads (top, left, bottom, right) of a 2-D Conv or pool."""
+    if len(kernel) != 2:
+        raise UnsupportedError(f"a {len(kernel)}-D window is not supported", where=where,
+                               hint="2-D convolutions and pools only")
+    auto_pad = attrs.get("auto_pad", "NOTSET")
+    if auto_pad not in ("NOTSET", "VALID"):
+        raise UnsupportedError(f"auto_pad={auto_pad} is not supported", where=where,
+                               hint="export with explicit pads")
+    strides = list(attrs.get("strides", [1, 1]))
+    dilations = list(attrs.get("dilations", [1, 1]))
+    pads = list(attrs.get("pads", [0, 0, 0, 0]))
+    if any(d != 1 for d in dilations):
+        raise UnsupportedError(f"dilation {dilations} is not supported", where=where,
+                               hint="use dilation 1")
+    if len(strides) != 2 or len(pads) != 4 or min(strides) < 1 or min(pads) < 0:
+        raise ModelError(f"strides {strides} / pads {pads} are not valid for a 2-D window",
+                         where=where)
+    if min(kernel) < 1:
+        raise ModelError(f"kernel {list(kernel)} is not valid", where=where)
+    # ONNX pads: (top, left, bottom, right) = (begin_h, begin_w, end_h, end_w)
+    return {"kernel": tuple(int(k) for k in kernel), "strides": tuple(map(int, strides)),
+            "pads": tuple(int(p) for p in pads)}
+
+
+def _is_positive_scaling(chain: list[HostOp]) -> bool:
+    """The chain multiplies (or divides) by positive constants only: max commutes with it."""
+    for op in chain:
+        if op.op in ("Identity", "Dropout", "Cast"):
+            continue
+        if op.op not in ("Mul", "Div") or op.operands[0] is not None:
+            return False
+        if np.any(np.asarray(op.operands[1]) <= 0):
+            return False
+    return True
 
 
 def _linear_scale(chain: list[HostOp]) -> np.float32 | None:

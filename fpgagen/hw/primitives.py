@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from amaranth.hdl import Cat, Const, Value, unsigned
 
 
@@ -30,13 +31,16 @@ def popcount(bits: Value) -> Value:
 
 def pack_words(rows, bits: int) -> list[int]:
     """Rows of raw unsigned fields -> memory words, field 0 in the low bits."""
-    words = []
-    for row in rows:
-        word = 0
-        for k, value in enumerate(row):
-            word |= (int(value) & ((1 << bits) - 1)) << (k * bits)
-        words.append(word)
-    return words
+    fields = np.asarray(rows, dtype=np.int64).astype(np.uint64)  # two's complement wraps
+    if fields.ndim != 2:
+        fields = fields.reshape(len(fields), -1)
+    if fields.size == 0:
+        return [0] * fields.shape[0]
+    # bit j of field k goes to bit k*bits + j of the word (little-endian bit order)
+    shifts = np.arange(bits, dtype=np.uint64)
+    bit_matrix = ((fields[..., None] >> shifts) & np.uint64(1)).astype(np.uint8)
+    packed = np.packbits(bit_matrix.reshape(fields.shape[0], -1), axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in packed]
 
 
 def cat_lanes(lanes: list[Value]) -> Value:

@@ -14,8 +14,11 @@ spec, and ``estimate(spec, family)``. Specs expose the stream view of the node:
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, stream
 
@@ -66,3 +69,22 @@ def check_divides(name: str, fold: int, total: int, fold_name: str, total_name: 
 
 def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
+
+
+_ARRAY_MEMO: dict[tuple, tuple[weakref.ref, object]] = {}
+
+
+def memo_on_array(array: np.ndarray, key, compute: Callable[[], object]):
+    """``compute()``, remembered for as long as ``array`` (the same object) lives.
+
+    Folding builds thousands of spec variants that share one weight array
+    (``dataclasses.replace``); facts derived from the weights alone are computed once.
+    """
+    slot = (id(array), key)
+    hit = _ARRAY_MEMO.get(slot)
+    if hit is not None and hit[0]() is array:
+        return hit[1]
+    value = compute()
+    _ARRAY_MEMO[slot] = (weakref.ref(array, lambda _r, slot=slot: _ARRAY_MEMO.pop(slot, None)),
+                         value)
+    return value

@@ -27,7 +27,15 @@ from ..dtypes import IntType, smallest_type
 from ..errors import SpecError
 from ..estimate import adder_luts, compare_luts, memory_cost, mult_cost, popcount_luts
 from ..hw.primitives import adder_tree, pack_words, popcount
-from .base import Cost, check_divides, check_positive, divisors, lane_shape, lane_stream
+from .base import (
+    Cost,
+    check_divides,
+    check_positive,
+    divisors,
+    lane_shape,
+    lane_stream,
+    memo_on_array,
+)
 
 KIND = "mvau"
 
@@ -56,7 +64,7 @@ class Spec:
         if w.shape != (self.mh, self.mw):
             raise SpecError(f"weights have shape {w.shape}, expected ({self.mh}, {self.mw})",
                             where=n)
-        if not self.weight_type.contains(w):
+        if not memo_on_array(w, ("fits", self.weight_type), lambda: self.weight_type.contains(w)):
             raise SpecError(f"weights do not fit {self.weight_type}", where=n)
         check_divides(n, self.pe, self.mh, "PE", "MH (output channels)")
         check_divides(n, self.simd, self.mw, "SIMD", "MW (input elements)")
@@ -119,10 +127,7 @@ class Spec:
     @property
     def acc_range(self) -> tuple[int, int]:
         """Exact reachable accumulator range over all channels for inputs of in_type."""
-        w = self.weights
-        xlo, xhi = self.in_type.min, self.in_type.max
-        lo = np.minimum(w * xlo, w * xhi).sum(axis=1)
-        hi = np.maximum(w * xlo, w * xhi).sum(axis=1)
+        lo, hi = acc_bounds(self.weights, self.in_type)
         return int(lo.min()), int(hi.max())
 
     @property
@@ -132,6 +137,16 @@ class Spec:
     @property
     def levels(self) -> int:
         return 0 if self.thresholds is None else int(self.thresholds.shape[1])
+
+
+def acc_bounds(weights: np.ndarray, in_type: IntType) -> tuple[np.ndarray, np.ndarray]:
+    """Per output channel, the least and greatest accumulator inputs of in_type reach."""
+    def compute():
+        w = np.asarray(weights, dtype=np.int64)
+        xlo, xhi = in_type.min, in_type.max
+        return (np.minimum(w * xlo, w * xhi).sum(axis=1),
+                np.maximum(w * xlo, w * xhi).sum(axis=1))
+    return memo_on_array(weights, ("acc", in_type), compute)
 
 
 def reference(spec: Spec, x: np.ndarray) -> np.ndarray:
@@ -210,19 +225,18 @@ class Component(wiring.Component):
             with m.Else():
                 m.d.sync += sf_i.eq(sf_i + 1)
 
-        # one weight memory per PE: rows of SIMD weights, address nf * sf + k
+        # one weight memory, word nf * sf + k holding PE p's SIMD weights in field p: a
+        # single wide memory keeps the Verilog (one init line per word) and BRAM count small
         wraw = s.weight_type.encode(s.weights)  # (mh, mw) raw bits
         wbits = 1 if s.weight_type.bipolar else s.weight_type.bits
         w_row_layout = data.ArrayLayout(w_shape, simd)
-        w1 = []
-        for p in range(pe):
-            rows = [wraw[f * pe + p, k * simd:(k + 1) * simd] for f in range(nf) for k in range(sf)]
-            mem = Memory(shape=unsigned(simd * wbits), depth=nf * sf,
-                         init=pack_words(rows, wbits))
-            m.submodules[f"weights_{p}"] = mem
-            port = mem.read_port(domain="sync")
-            m.d.comb += [port.addr.eq(waddr), port.en.eq(advance)]
-            w1.append(w_row_layout(port.data))
+        tiles = wraw.reshape(nf, pe, sf, simd).transpose(0, 2, 1, 3).reshape(nf * sf, -1)
+        m.submodules.weights = wmem = Memory(shape=unsigned(pe * simd * wbits), depth=nf * sf,
+                                             init=pack_words(tiles, wbits))
+        wport = wmem.read_port(domain="sync")
+        m.d.comb += [wport.addr.eq(waddr), wport.en.eq(advance)]
+        row_bits = simd * wbits
+        w1 = [w_row_layout(wport.data[p * row_bits:(p + 1) * row_bits]) for p in range(pe)]
 
         # input buffer, replayed for nf > 0
         x_stream = Signal(x_layout)
@@ -236,20 +250,19 @@ class Component(wiring.Component):
                 br.addr.eq(sf_i), br.en.eq(advance),
             ]
 
-        # threshold rows, one memory per PE, one row per nf
-        thr_ports = []
+        # thresholds: one memory, word nf holding PE p's row in field p
+        thr_rows = []
         if s.thresholds is not None:
             t_hw = self._hw_thresholds()
             thr_type = smallest_type(min(int(t_hw.min()), 0), int(t_hw.max()))
             thr_layout = data.ArrayLayout(lane_shape(thr_type), s.levels)
-            for p in range(pe):
-                rows = [thr_type.encode(t_hw[f * pe + p]) for f in range(nf)]
-                mem = Memory(shape=unsigned(s.levels * thr_type.bits), depth=nf,
-                             init=pack_words(rows, thr_type.bits))
-                m.submodules[f"thresholds_{p}"] = mem
-                port = mem.read_port(domain="sync")
-                m.d.comb += [port.addr.eq(nf_i), port.en.eq(advance)]
-                thr_ports.append(port)
+            row_bits = s.levels * thr_type.bits
+            m.submodules.thresholds = tmem = Memory(
+                shape=unsigned(pe * row_bits), depth=nf,
+                init=pack_words(thr_type.encode(t_hw).reshape(nf, -1), thr_type.bits))
+            tport = tmem.read_port(domain="sync")
+            m.d.comb += [tport.addr.eq(nf_i), tport.en.eq(advance)]
+            thr_rows = [tport.data[p * row_bits:(p + 1) * row_bits] for p in range(pe)]
 
         # ---- S1: operands available, dot products -------------------------------
         v1, first1, last1, fs1 = Signal(), Signal(), Signal(), Signal()
@@ -267,7 +280,10 @@ class Component(wiring.Component):
         dots = []
         for p in range(pe):
             if s.xnor:
-                bits = ~(x1.as_value() ^ w1[p].as_value())
+                # a named signal: slicing an unnamed expression per 3-bit group
+                # re-emits it each time (generation time grows with PE * SIMD^2)
+                bits = Signal(simd, name=f"xnor_{p}")
+                m.d.comb += bits.eq(~(x1.as_value() ^ w1[p].as_value()))
                 dots.append(popcount(bits))
             else:
                 terms = []
@@ -285,11 +301,11 @@ class Component(wiring.Component):
         v2, first2, last2 = Signal(), Signal(), Signal()
         dot2 = [Signal(acc_shape, name=f"dot2_{p}") for p in range(pe)]
         acc = [Signal(acc_shape, name=f"acc_{p}") for p in range(pe)]
-        thr2 = [Signal(thr_layout, name=f"thr2_{p}") for p in range(len(thr_ports))]
+        thr2 = [Signal(thr_layout, name=f"thr2_{p}") for p in range(len(thr_rows))]
         with m.If(advance):
             m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1)]
             m.d.sync += [d.eq(v) for d, v in zip(dot2, dots)]
-            m.d.sync += [t.eq(port.data) for t, port in zip(thr2, thr_ports)]
+            m.d.sync += [t.eq(row) for t, row in zip(thr2, thr_rows)]
 
         out_shape = lane_shape(s.out_type)
         y = Signal(data.ArrayLayout(out_shape, pe))

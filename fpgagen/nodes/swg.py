@@ -48,6 +48,7 @@ from ..estimate import adder_luts, compare_luts, memory_cost
 from .base import Cost, check_divides, check_positive, divisors, lane_stream
 
 KIND = "sliding_window"
+ADAPTS_LANES = True  # cheap to widen: folding matches its neighbours' words (fold.py)
 
 
 def _check_non_negative(name: str, value, what: str) -> int:

@@ -39,6 +39,7 @@ from .base import (
 )
 
 KIND = "thresholding"
+ADAPTS_LANES = True  # cheap to widen: folding matches its neighbours' words (fold.py)
 
 
 def multithreshold(x: np.ndarray, thresholds: np.ndarray) -> np.ndarray:

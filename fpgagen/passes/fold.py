@@ -46,7 +46,7 @@ def min_cycles(graph: Graph, family: str) -> int:
 
 
 def fold_for_cycles(graph: Graph, budget: int, family: str) -> Graph:
-    new_nodes = []
+    specs = []
     for node in graph.nodes:
         spec = _best(node.spec, budget, family)
         if spec is None:
@@ -55,8 +55,34 @@ def fold_for_cycles(graph: Graph, budget: int, family: str) -> Graph:
                                f"parallel; the target allows {budget}",
                                where=f"node '{node.name}'",
                                hint="lower --target-fps or raise --clock-mhz")
-        new_nodes.append(dataclasses.replace(node, spec=spec))
-    return graph.replace(nodes=tuple(new_nodes))
+        specs.append(spec)
+    specs = _match_lanes(specs, budget, family)
+    return graph.replace(nodes=tuple(dataclasses.replace(n, spec=s)
+                                     for n, s in zip(graph.nodes, specs)))
+
+
+def _match_lanes(specs: list, budget: int, family: str) -> list:
+    """Give cheap stream nodes (``ADAPTS_LANES`` kinds) their neighbours' word widths.
+
+    A sliding window or pool costs little more with wider words, while a width
+    converter between mismatched neighbours costs registers and latency; so these
+    nodes take the folding that matches their consumer (then their producer) among
+    those within the cycle budget. ``specs`` are in stream order.
+    """
+    specs = list(specs)
+    for sweep in (range(len(specs) - 1, -1, -1), range(len(specs))):
+        for i in sweep:
+            if not getattr(nodes.module_for(specs[i]), "ADAPTS_LANES", False):
+                continue
+            want_in = specs[i - 1].out_lanes if i > 0 else None
+            want_out = specs[i + 1].in_lanes if i + 1 < len(specs) else None
+            fits = [(c, cost) for c in _options(specs[i])
+                    if (cost := nodes.estimate(c, family)).cycles <= budget]
+            if fits:
+                specs[i] = min(fits, key=lambda f: (f[0].out_lanes != want_out,
+                                                    f[0].in_lanes != want_in,
+                                                    f[1].lut + 300 * f[1].bram18))[0]
+    return specs
 
 
 def _lane_bits(spec) -> int:
