@@ -7,12 +7,22 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import dwc, fifo, labelselect, layernorm, matmul, mvau, pool, softmax, swg, table, thresholding
+from . import (
+    dwc,
+    fifo,
+    labelselect,
+    layernorm,
+    matmul,
+    mvau,
+    pool,
+    softmax,
+    swg,
+    table,
+    thresholding,
+)
 
 _MODULES: tuple[ModuleType, ...] = (mvau, thresholding, labelselect, dwc, fifo, swg, pool,
-                                    table, softmax,
-                                    layernorm,
-                                    matmul)
+                                    table, softmax, layernorm, matmul)
 
 _BY_KIND: dict[str, ModuleType] = {m.KIND: m for m in _MODULES}
 _BY_SPEC: dict[type, ModuleType] = {m.Spec: m for m in _MODULES}
