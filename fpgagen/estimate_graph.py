@@ -28,7 +28,7 @@ def _bram(value: float) -> float | int:
 def node_rows(graph: Graph, family: str) -> list[dict]:
     rows = []
     origin = graph.meta.get("origin", {})
-    for node in graph.chain():
+    for node in graph.topo():
         s = node.spec
         cost = nodes.estimate(s, family)
         estimate = cost.as_dict()
@@ -39,8 +39,8 @@ def node_rows(graph: Graph, family: str) -> list[dict]:
             "origin": origin.get(node.name, ""),
             "in_shape": list(graph.tensors[node.inputs[0]].shape),
             "out_shape": list(graph.tensors[node.outputs[0]].shape),
-            "in_type": s.in_type.name,
-            "out_type": s.out_type.name,
+            "in_type": _port_types(s, nodes.in_ports(s)),
+            "out_type": _port_types(s, nodes.out_ports(s)),
             "pe": getattr(s, "pe", s.out_lanes),
             "simd": getattr(s, "simd", s.in_lanes),
             "cycles": cost.cycles,
@@ -48,6 +48,12 @@ def node_rows(graph: Graph, family: str) -> list[dict]:
             "synth": None,
         })
     return rows
+
+
+def _port_types(spec, names) -> str:
+    """The ports' element types, ``int4`` or ``int4+uint3`` for unlike ports."""
+    types = dict.fromkeys(nodes.port(spec, n).dtype.name for n in names)
+    return "+".join(types)
 
 
 def totals(rows: list[dict], which: str = "estimate") -> dict:
@@ -68,27 +74,30 @@ def overflow(used: dict, capacity: dict) -> list[dict]:
             for k in RESOURCES if used[k] > capacity[k]]
 
 
-INSERTED_KINDS = ("fifo", "dwc")  # nodes the passes after folding add between layers
+INSERTED_KINDS = ("fifo", "dwc", "dup")  # nodes the passes after folding add between layers
 
 
-def unfolded_chain(graph: Graph) -> Graph:
-    """The graph without the FIFOs and width converters the passes inserted."""
-    kept, prev = [], None
-    for node in graph.chain():
+def unfolded(graph: Graph) -> Graph:
+    """The graph without the FIFOs, width converters and duplicators the passes inserted.
+
+    Each removed node's outputs are read from its input again, so a duplicated tensor
+    becomes a fork (several readers) as the frontend made it.
+    """
+    source = {}  # removed node's output tensor -> the tensor it passes on
+    for node in graph.topo():
         if node.kind in INSERTED_KINDS:
-            continue
-        if prev is not None and node.inputs[0] != prev.outputs[0]:
-            node = dataclasses.replace(node, inputs=(prev.outputs[0], *node.inputs[1:]))
-        kept.append(node)
-        prev = node
-    return graph.replace(nodes=tuple(kept), outputs=(kept[-1].outputs[0],))
+            origin = source.get(node.inputs[0], node.inputs[0])
+            source.update({t: origin for t in node.outputs})
+    kept = tuple(dataclasses.replace(n, inputs=tuple(source.get(t, t) for t in n.inputs))
+                 for n in graph.nodes if n.kind not in INSERTED_KINDS)
+    return graph.replace(nodes=kept, outputs=tuple(source.get(t, t) for t in graph.outputs))
 
 
 def refold(graph: Graph, budget: int, family: str) -> Graph:
     """What the build's pass pipeline makes of ``graph`` for a cycle budget."""
     from .passes import PIPELINE, fold
 
-    folded = fold.fold_for_cycles(unfolded_chain(graph), budget, family)
+    folded = fold.fold_for_cycles(unfolded(graph), budget, family)
     for name, apply in PIPELINE:
         if name != "fold":
             folded, _ = apply(folded)
@@ -149,12 +158,31 @@ def advice_text(advice: dict) -> str:
     return text
 
 
+def latency_cycles(graph: Graph, rows: list[dict]) -> int:
+    """The longest input-to-output path of ``cycles + PIPELINE_LATENCY`` per node."""
+    cost = {r["name"]: r["cycles"] + PIPELINE_LATENCY for r in rows}
+    ready = dict.fromkeys(graph.inputs, 0)
+    for node in graph.topo():
+        done = max(ready[t] for t in node.inputs) + cost[node.name]
+        ready.update(dict.fromkeys(node.outputs, done))
+    return max(ready[t] for t in graph.outputs)
+
+
+def fifo_memory(graph: Graph, rows: list[dict]) -> dict:
+    """What the FIFOs cost: how many, their words and bits, LUT and BRAM18 (estimates)."""
+    specs = {n.name: n.spec for n in graph.nodes if n.kind == "fifo"}
+    cost = [r["estimate"] for r in rows if r["name"] in specs]
+    return {"fifos": len(specs), "words": sum(s.depth for s in specs.values()),
+            "bits": sum(s.depth * s.width for s in specs.values()),
+            "lut": sum(c["lut"] for c in cost), "bram18": _bram(sum(c["bram18"] for c in cost))}
+
+
 def graph_report(graph: Graph, board: Board, clock_mhz: float) -> dict:
     rows = node_rows(graph, board.family)
     total = totals(rows)
     cycles = max(r["cycles"] for r in rows)
     bottleneck = next(r["name"] for r in rows if r["cycles"] == cycles)
-    latency = sum(r["cycles"] + PIPELINE_LATENCY for r in rows)
+    latency = latency_cycles(graph, rows)
     capacity = board.capacity()
     advice = fit_advice(graph, board, clock_mhz, total)
     return {
@@ -167,6 +195,7 @@ def graph_report(graph: Graph, board: Board, clock_mhz: float) -> dict:
         "total": {"estimate": total, "synth": None},
         "capacity": capacity,
         "utilization": {"estimate": utilization(total, capacity), "synth": None},
+        "fifo_memory": fifo_memory(graph, rows),
         "fits": advice is None,
         "fit_advice": advice,
         "cycles_per_frame": cycles,

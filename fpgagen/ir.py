@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import heapq
 import json
 import zlib
 from dataclasses import dataclass, field
@@ -61,6 +62,33 @@ class Node:
 
 
 @dataclass(frozen=True, eq=False)
+class Edge:
+    """One stream between two nodes: ``producer``'s port ``out_port`` carries ``tensor``
+    into input ``index`` (port ``in_port``) of ``consumer``."""
+
+    tensor: str
+    producer: Node
+    out_port: str
+    consumer: Node
+    index: int
+    in_port: str
+
+    @property
+    def source(self):
+        """The producer's ``nodes.Port`` view of the stream."""
+        from .nodes import port
+
+        return port(self.producer.spec, self.out_port)
+
+    @property
+    def sink(self):
+        """The consumer's ``nodes.Port`` view of the stream."""
+        from .nodes import port
+
+        return port(self.consumer.spec, self.in_port)
+
+
+@dataclass(frozen=True, eq=False)
 class Graph:
     nodes: tuple[Node, ...]
     tensors: dict[str, Tensor]
@@ -88,8 +116,64 @@ class Graph:
     def replace(self, **changes) -> Graph:
         return dataclasses.replace(self, **changes)
 
+    def uses(self, tensor: str) -> list[tuple[Node, int]]:
+        """Every node input reading ``tensor``: (node, input index), in node order."""
+        return [(node, k) for node in self.nodes
+                for k, name in enumerate(node.inputs) if name == tensor]
+
+    def edges(self) -> list[Edge]:
+        """Every node-to-node stream, consumers in topological order (see ``Edge``).
+
+        A tensor read by several inputs gives several edges (a fork before the
+        ``forks`` pass); graph inputs and outputs are not edges.
+        """
+        from .nodes import in_ports, out_ports
+
+        made = {t: (n, k) for n in self.nodes for k, t in enumerate(n.outputs)}
+        found = []
+        for node in self.topo():
+            for k, t in enumerate(node.inputs):
+                if t in made:
+                    producer, j = made[t]
+                    found.append(Edge(t, producer, out_ports(producer.spec)[j], node, k,
+                                      in_ports(node.spec)[k]))
+        return found
+
+    def topo(self) -> list[Node]:
+        """The nodes in a topological order (producers before consumers).
+
+        Deterministic: among the nodes ready at each step, the graph's own order wins,
+        so a chain comes out in stream order. Works for any DAG (forks and joins).
+        """
+        waiting = {}  # node index -> inputs not produced yet
+        readers: dict[str, list[int]] = {}
+        for k, node in enumerate(self.nodes):
+            missing = {t for t in node.inputs if t not in self.inputs}
+            waiting[k] = len(missing)
+            for t in missing:
+                readers.setdefault(t, []).append(k)
+        ready = [k for k, count in waiting.items() if count == 0]
+        heapq.heapify(ready)
+        order = []
+        while ready:
+            node = self.nodes[heapq.heappop(ready)]
+            order.append(node)
+            for t in node.outputs:
+                for k in readers.pop(t, ()):
+                    waiting[k] -= 1
+                    if waiting[k] == 0:
+                        heapq.heappush(ready, k)
+        if len(order) != len(self.nodes):
+            done = {id(n) for n in order}
+            stuck = next(n for n in self.nodes if id(n) not in done)
+            produced = set(self.inputs).union(*(n.outputs for n in order))
+            missing = next(t for t in stuck.inputs if t not in produced)
+            raise SpecError(f"input {missing!r} is never produced (a cycle or a dangling "
+                            "tensor)", where=f"node '{stuck.name}'")
+        return order
+
     def chain(self) -> list[Node]:
-        """The nodes in stream order; the graph must be a single chain."""
+        """The nodes in stream order; the graph must be a single chain (see ``topo``)."""
         order, tensor = [], self.inputs[0]
         while tensor not in self.outputs:
             consumers = self.consumers(tensor)

@@ -13,6 +13,7 @@ from .build import open_build
 from .dtypes import pack_lanes, unpack_lanes
 from .errors import FpgagenError
 from .hw.emit import TOP_NAME
+from .hw.top import stream_ports
 
 
 def frame_words(values: np.ndarray, dtype, lanes: int) -> list[list[int]]:
@@ -67,16 +68,15 @@ def simulate(out, *, inputs=None, count: int | None = None, seed: int = 0,
             x_int = np.where(x_int > 0, 1, -1)
     if not 0 <= stall < 1:
         raise FpgagenError(f"--stall must be in [0, 1), not {stall}")
-    chain = graph.chain()
-    first, last = chain[0].spec, chain[-1].spec
+    first, last = stream_ports(graph)
     expected = reference.run_hw(graph, x_int)
     result = simulate_stream(
         [out / "rtl" / f"{TOP_NAME}.v"], out / "sim",
-        frame_words(x_int, first.in_type, first.in_lanes),
-        frame_words(expected, last.out_type, last.out_lanes),
+        frame_words(x_int, first.dtype, first.lanes),
+        frame_words(expected, last.dtype, last.lanes),
         stall_in=stall, stall_out=stall, seed=seed, simulator=simulator, waves=waves,
         progress=progress)
-    got = words_values(result.out_words, last.out_type, last.out_lanes)
+    got = words_values(result.out_words, last.dtype, last.lanes)
     outputs = host.run_post(graph, got)
     results = {
         "frames": result.frames,

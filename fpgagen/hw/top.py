@@ -7,7 +7,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import nodes
-from ..ir import Graph
+from ..errors import SpecError
+from ..ir import Graph, Node
 
 
 def axis_width(bits: int) -> int:
@@ -21,18 +22,53 @@ def stream_bits(spec, side: str) -> int:
     return dtype.bits * lanes
 
 
-class Top(wiring.Component):
-    """The whole accelerator: a chain of node components between two AXI4-Streams.
+def stream_ends(graph: Graph) -> tuple[tuple[Node, str], tuple[Node, str]]:
+    """(node, port name) that reads the graph's input and that writes its output.
 
-    ``m_axis_tlast`` marks the last word of each output frame.
+    The top has one input and one output stream, and every stream one reader: a
+    tensor read twice needs a duplicator first (``passes.forks``).
+    """
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise SpecError(f"the accelerator has one input and one output stream; this graph "
+                        f"has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs")
+    (source,), (sink,) = graph.inputs, graph.outputs
+    for t in graph.tensors:
+        readers = len(graph.uses(t)) + (t == sink)
+        made = graph.producer(t) is not None or t == source
+        if made and readers != 1:
+            raise SpecError(f"tensor '{t}' has {readers} readers; a stream has exactly one",
+                            hint="run the passes.forks pass to duplicate forked streams"
+                            if readers > 1 else "drop the node or make it the output")
+    (reader, k), = graph.uses(source)
+    writer = graph.producer(sink)
+    if writer is None:
+        raise SpecError(f"output '{sink}' is not produced by any node")
+    return ((reader, nodes.in_ports(reader.spec)[k]),
+            (writer, nodes.out_ports(writer.spec)[writer.outputs.index(sink)]))
+
+
+def stream_ports(graph: Graph) -> tuple[nodes.Port, nodes.Port]:
+    """The ``nodes.Port`` views of the top's input and output streams."""
+    (reader, in_port), (writer, out_port) = stream_ends(graph)
+    return nodes.port(reader.spec, in_port), nodes.port(writer.spec, out_port)
+
+
+class Top(wiring.Component):
+    """The whole accelerator: a DAG of node components between two AXI4-Streams.
+
+    Each edge of the graph is a ``wiring.connect`` between a producer's output port
+    and a consumer's input port. ``m_axis_tlast`` marks the last word of each output
+    frame.
     """
 
     def __init__(self, graph: Graph):
         self.graph = graph
-        self.chain = graph.chain()
-        first, last = self.chain[0].spec, self.chain[-1].spec
-        self.in_bits, self.out_bits = stream_bits(first, "in"), stream_bits(last, "out")
-        self.out_words = last.out_elems // last.out_lanes
+        self.order = graph.topo()
+        self.ends = stream_ends(graph)
+        first, last = stream_ports(graph)
+        self.in_bits = first.dtype.bits * first.lanes
+        self.out_bits = last.dtype.bits * last.lanes
+        self.out_words = last.words
         super().__init__({
             "s_axis_tdata": In(axis_width(self.in_bits)),
             "s_axis_tvalid": In(1),
@@ -45,21 +81,22 @@ class Top(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        parts = []
-        for node in self.chain:
-            part = nodes.component(node.spec)
-            m.submodules[node.name] = part
-            parts.append(part)
-        for a, b in zip(parts, parts[1:]):
-            wiring.connect(m, a.o, b.i)
-        head, tail = parts[0], parts[-1]
+        parts = {}
+        for node in self.order:
+            parts[node.name] = m.submodules[node.name] = nodes.component(node.spec)
+        for edge in self.graph.edges():
+            wiring.connect(m, getattr(parts[edge.producer.name], edge.out_port),
+                           getattr(parts[edge.consumer.name], edge.in_port))
+        (reader, in_port), (writer, out_port) = self.ends
+        head = getattr(parts[reader.name], in_port)
+        tail = getattr(parts[writer.name], out_port)
         m.d.comb += [
-            head.i.payload.eq(self.s_axis_tdata[:self.in_bits]),
-            head.i.valid.eq(self.s_axis_tvalid),
-            self.s_axis_tready.eq(head.i.ready),
-            self.m_axis_tdata.eq(tail.o.payload.as_value()),
-            self.m_axis_tvalid.eq(tail.o.valid),
-            tail.o.ready.eq(self.m_axis_tready),
+            head.payload.eq(self.s_axis_tdata[:self.in_bits]),
+            head.valid.eq(self.s_axis_tvalid),
+            self.s_axis_tready.eq(head.ready),
+            self.m_axis_tdata.eq(tail.payload.as_value()),
+            self.m_axis_tvalid.eq(tail.valid),
+            tail.ready.eq(self.m_axis_tready),
         ]
         count = Signal(range(max(self.out_words, 2)))
         m.d.comb += self.m_axis_tlast.eq(count == self.out_words - 1)

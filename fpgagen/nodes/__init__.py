@@ -1,6 +1,7 @@
 """Registry of node kinds: one module per kind, looked up by spec type or kind name.
 
 Adding a node kind means adding its module here; nothing else needs its details.
+Port names and views (``in_ports``, ``out_ports``, ``port``) follow ``base.py``.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 from types import ModuleType
 
 from . import (
+    add,
+    dup,
     dwc,
     fifo,
     labelselect,
@@ -20,9 +23,10 @@ from . import (
     table,
     thresholding,
 )
+from .base import DEFAULT_FILL_WORDS, Port, in_ports, out_ports, port
 
 _MODULES: tuple[ModuleType, ...] = (mvau, thresholding, labelselect, dwc, fifo, swg, pool,
-                                    table, softmax, layernorm, matmul)
+                                    dup, add, table, softmax, layernorm, matmul)
 
 _BY_KIND: dict[str, ModuleType] = {m.KIND: m for m in _MODULES}
 _BY_SPEC: dict[type, ModuleType] = {m.Spec: m for m in _MODULES}
@@ -47,8 +51,21 @@ def kinds() -> list[str]:
     return list(_BY_KIND)
 
 
-def reference(spec, x):
-    return module_for(spec).reference(spec, x)
+def reference(spec, *inputs):
+    """The golden model: one array, or a tuple for a kind with several outputs."""
+    return module_for(spec).reference(spec, *inputs)
+
+
+def reference_outputs(spec, *inputs) -> tuple:
+    """The golden model's outputs as a tuple, one array per output port."""
+    out = reference(spec, *inputs)
+    return out if isinstance(out, tuple) else (out,)
+
+
+def fill_words(spec) -> int:
+    """Input words a node may take ahead of its output (see ``base.py``)."""
+    module = module_for(spec)
+    return module.fill_words(spec) if hasattr(module, "fill_words") else DEFAULT_FILL_WORDS
 
 
 def component(spec):
@@ -57,3 +74,7 @@ def component(spec):
 
 def estimate(spec, family: str):
     return module_for(spec).estimate(spec, family)
+
+
+__all__ = ["Port", "component", "estimate", "fill_words", "in_ports", "kind_of", "kinds",
+           "module_for", "out_ports", "port", "reference", "reference_outputs", "spec_class"]

@@ -10,6 +10,24 @@ spec, and ``estimate(spec, family)``. Specs expose the stream view of the node:
 - ``cycles()``: clock cycles per frame in steady state (initiation interval).
 
 ``reference`` takes and returns int64 arrays of shape (frames, elems).
+
+Ports. A kind's streams are named by two optional attributes of its spec:
+``in_ports`` (default ``("i",)``) and ``out_ports`` (default ``("o",)``). They are the
+Amaranth component's port names, in the order of the IR node's ``inputs`` and
+``outputs``. ``port(spec, name)`` gives a port's ``Port(dtype, lanes, elems)``: from
+the spec's own ``port(name)`` method if it has one (kinds whose ports differ, e.g. an
+add of an int4 and a uint4 stream), else from the ``in_*`` attributes for every input
+port and the ``out_*`` attributes for every output port (all single-port kinds, and
+kinds whose ports all look alike, e.g. the duplicator). A multi-input kind's
+``reference(spec, a, b, ...)`` takes one array per input port; a multi-output kind
+returns a tuple of arrays, one per output port (``nodes.reference_outputs`` always
+gives the tuple).
+
+Optional per kind: ``fill_words(spec)``, the most input words (of its first input
+port) the node takes ahead of the output word they lead to, when its output is never
+held back: its line buffer, input vector or window, and pipeline registers. The FIFO
+pass sizes the skip path of a fork/join from these figures (``passes/fifos.py``);
+kinds without it hold a couple of pipeline words (``DEFAULT_FILL_WORDS``).
 """
 
 from __future__ import annotations
@@ -19,11 +37,53 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import signed, unsigned
+from amaranth.hdl import Const, Mux, signed, unsigned
 from amaranth.lib import data, stream
 
 from ..dtypes import IntType
 from ..errors import SpecError
+
+DEFAULT_FILL_WORDS = 2  # an input register and an output register
+
+
+@dataclass(frozen=True)
+class Port:
+    """One stream of a node: element type, elements per word, elements per frame."""
+
+    dtype: IntType
+    lanes: int
+    elems: int
+
+    @property
+    def words(self) -> int:
+        """Stream words per frame."""
+        return self.elems // self.lanes
+
+
+def in_ports(spec) -> tuple[str, ...]:
+    return tuple(getattr(spec, "in_ports", ("i",)))
+
+
+def out_ports(spec) -> tuple[str, ...]:
+    return tuple(getattr(spec, "out_ports", ("o",)))
+
+
+def port(spec, name: str) -> Port:
+    """The stream view of port ``name`` of a node (see the module docstring)."""
+    if hasattr(spec, "port"):
+        return spec.port(name)
+    if name in in_ports(spec):
+        return Port(spec.in_type, spec.in_lanes, spec.in_elems)
+    if name in out_ports(spec):
+        return Port(spec.out_type, spec.out_lanes, spec.out_elems)
+    raise KeyError(f"{type(spec).__name__} has no port {name!r}")
+
+
+def lane_value(raw, dtype: IntType):
+    """A lane's integer value in a shape arithmetic can use (a bipolar bit is -1 or +1)."""
+    if dtype.bipolar:
+        return Mux(raw, Const(1, signed(2)), Const(-1, signed(2)))
+    return raw
 
 
 def lane_shape(dtype: IntType):

@@ -175,6 +175,11 @@ def fold_options(spec: Spec) -> list[dict]:
     return [{"in_lanes": a, "out_lanes": b} for a in divisors(e) for b in divisors(e)]
 
 
+def fill_words(spec: Spec) -> int:
+    """The pieces of one gathered word, and the word being split."""
+    return spec.lcm // spec.in_lanes + 1
+
+
 def estimate(spec: Spec, family: str) -> Cost:
     s = spec
     bits = s.dtype.bits

@@ -156,6 +156,11 @@ def fold_options(spec: Spec) -> list[dict]:
     return [{"pe": pe} for pe in divisors(spec.classes)]
 
 
+def fill_words(spec: Spec) -> int:
+    """The whole frame: the index is known after the last value."""
+    return spec.nf + 2
+
+
 def estimate(spec: Spec, family: str) -> Cost:
     s = spec
     vb, ib = s.in_type.bits, s.out_type.bits

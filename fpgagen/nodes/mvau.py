@@ -337,6 +337,11 @@ def fold_options(spec: Spec) -> list[dict]:
     return [{"pe": pe, "simd": simd} for pe in divisors(spec.mh) for simd in divisors(spec.mw)]
 
 
+def fill_words(spec: Spec) -> int:
+    """A whole input vector, then the read, dot-product and output registers."""
+    return spec.sf + 3
+
+
 def estimate(spec: Spec, family: str) -> Cost:
     s = spec
     acc_bits = s.acc_type.bits

@@ -212,6 +212,11 @@ def fold_options(spec: Spec) -> list[dict]:
     return [{"pe": pe} for pe in divisors(spec.channels)]
 
 
+def fill_words(spec: Spec) -> int:
+    """A whole window, then the combine and output registers."""
+    return spec.positions * spec.nf + 2
+
+
 def estimate(spec: Spec, family: str) -> Cost:
     s = spec
     in_bits, acc_bits = s.in_type.bits, s.out_type.bits

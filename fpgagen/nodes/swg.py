@@ -339,6 +339,11 @@ def fold_options(spec: Spec) -> list[dict]:
     return [{"simd": simd} for simd in divisors(spec.channels)]
 
 
+def fill_words(spec: Spec) -> int:
+    """The writer runs up to the line buffer's depth ahead; then issue and output registers."""
+    return spec.buffer_depth + 2
+
+
 def estimate(spec: Spec, family: str) -> Cost:
     s = spec
     width = s.simd * s.dtype.bits

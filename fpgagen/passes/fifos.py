@@ -1,33 +1,108 @@
-"""Put a FIFO between every pair of nodes.
+"""Put a FIFO on every edge between two nodes; size the FIFOs of joins from the dataflow.
 
-In a chain, each node's ``ready`` may depend combinationally on its consumer's; the
-FIFO registers that path so timing does not grow with depth, and absorbs the bursts
-of a node that emits several words per input beat. Depth 2 suffices for a chain
-(every node runs at its own rate and back-pressures); skip paths (CNN issue) will
-size depths from the dataflow.
+Each node's ``ready`` may depend combinationally on its consumer's; the FIFO registers
+that path so timing does not grow with depth, and absorbs the bursts of a node that
+emits several words per input beat. Depth 2 suffices on a chain (every node runs at
+its own rate and back-pressures).
+
+A fork/join (a residual block: a ``dup``, two branches, an ``add``) needs more. The
+duplicator hands each word to both branches and the join takes one word of each
+branch together, so while the long branch swallows input before it emits (a sliding
+window fills its line buffer, an MVAU takes a whole input vector), the short branch
+must hold the same stretch of the frame, or the fork stalls on it and the long
+branch starves: a deadlock. So each join input's FIFO holds the difference of the
+branches' lags, where a tensor's lag is the part of a frame its path may hold back:
+``lag(output) = max(lag(inputs)) + fill_words / input words per frame``, with
+``fill_words`` from each node kind (``nodes.fill_words``; a FIFO counts its two
+pipeline words whatever its depth, so deepening one never feeds back into others). The
+difference, converted to the FIFO's words, plus ``SKIP_MARGIN`` words for the
+registers of the duplicator, the join and the converters, is its depth. No
+simulation is needed to find it; tests run the result under random stalls.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from fractions import Fraction
+
+from .. import nodes
 from ..ir import Graph, Node, Tensor
 from ..nodes import fifo
 
 DEFAULT_DEPTH = 2
+SKIP_MARGIN = 4  # words: duplicator, join and converter registers, rounding
 
 
 def apply(graph: Graph, depth: int = DEFAULT_DEPTH) -> tuple[Graph, bool]:
-    new_nodes, tensors, changed = [], dict(graph.tensors), False
-    for node in graph.chain():
-        if new_nodes and not isinstance(new_nodes[-1].spec, fifo.Spec) \
-                and not isinstance(node.spec, fifo.Spec):
-            prev = new_nodes[-1]
-            t = tensors[prev.outputs[0]]
-            name = f"fifo_{prev.name}"
-            spec = fifo.Spec(name, t.elems, t.dtype, prev.spec.out_lanes, depth)
-            out = Tensor(f"{name}_out", t.shape, t.dtype)
-            tensors[out.name] = out
-            new_nodes.append(Node(name, spec, prev.outputs, (out.name,)))
-            node = Node(node.name, node.spec, (out.name,), node.outputs)
-            changed = True
-        new_nodes.append(node)
-    return graph.replace(nodes=tuple(new_nodes), tensors=tensors), changed
+    graph, inserted = _insert(graph, depth)
+    graph, deepened = _size_joins(graph)
+    return graph, inserted or deepened
+
+
+def _insert(graph: Graph, depth: int) -> tuple[Graph, bool]:
+    tensors, inserted = dict(graph.tensors), {}  # consumer name -> {input index: fifo}
+    for edge in graph.edges():
+        if isinstance(edge.producer.spec, fifo.Spec) or isinstance(edge.consumer.spec,
+                                                                   fifo.Spec):
+            continue
+        t, source = tensors[edge.tensor], edge.source
+        name = f"fifo_{edge.producer.name}"
+        if len(edge.producer.outputs) > 1:
+            name += f"_{edge.out_port}"
+        if len(graph.uses(edge.tensor)) > 1:  # a fork without a duplicator (yet)
+            name += f"_{edge.consumer.name}_{edge.index}"
+        spec = fifo.Spec(name, t.elems, t.dtype, source.lanes, depth)
+        out = Tensor(f"{name}_out", t.shape, t.dtype)
+        tensors[out.name] = out
+        inserted.setdefault(edge.consumer.name, {})[edge.index] = \
+            Node(name, spec, (edge.tensor,), (out.name,))
+    if not inserted:
+        return graph, False
+    new_nodes = []
+    for node in graph.nodes:
+        buffers = inserted.get(node.name, {})
+        new_nodes += buffers.values()
+        inputs = tuple(buffers[k].outputs[0] if k in buffers else t
+                       for k, t in enumerate(node.inputs))
+        new_nodes.append(dataclasses.replace(node, inputs=inputs))
+    return graph.replace(nodes=tuple(new_nodes), tensors=tensors), True
+
+
+def lags(graph: Graph) -> dict[str, Fraction]:
+    """Per tensor, the part of a frame its path from the input may hold back."""
+    lag = {t: Fraction(0) for t in graph.inputs}
+    for node in graph.topo():
+        first = nodes.port(node.spec, nodes.in_ports(node.spec)[0])
+        own = Fraction(nodes.fill_words(node.spec), first.words)
+        after = max(lag[t] for t in node.inputs) + own
+        lag.update({t: after for t in node.outputs})
+    return lag
+
+
+def skip_depth(lag_difference: Fraction, words_per_frame: int) -> int:
+    """FIFO words that hold ``lag_difference`` of a frame of this stream, plus the margin."""
+    return math.ceil(lag_difference * words_per_frame) + SKIP_MARGIN
+
+
+def _size_joins(graph: Graph) -> tuple[Graph, bool]:
+    lag = lags(graph)
+    producers = {t: n for n in graph.nodes for t in n.outputs}
+    depths: dict[str, int] = {}
+    for node in graph.topo():
+        if len(node.inputs) < 2:
+            continue
+        longest = max(lag[t] for t in node.inputs)
+        for t in node.inputs:
+            buffer = producers.get(t)
+            if lag[t] == longest or buffer is None or not isinstance(buffer.spec, fifo.Spec):
+                continue
+            need = skip_depth(longest - lag[t], buffer.spec.elems // buffer.spec.lanes)
+            if need > buffer.spec.depth:
+                depths[buffer.name] = need
+    if not depths:
+        return graph, False
+    new_nodes = tuple(dataclasses.replace(n, spec=dataclasses.replace(n.spec,
+                                                                      depth=depths[n.name]))
+                      if n.name in depths else n for n in graph.nodes)
+    return graph.replace(nodes=new_nodes), True

@@ -46,7 +46,7 @@ def min_cycles(graph: Graph, family: str) -> int:
 
 
 def fold_for_cycles(graph: Graph, budget: int, family: str) -> Graph:
-    specs = []
+    specs = {}
     for node in graph.nodes:
         spec = _best(node.spec, budget, family)
         if spec is None:
@@ -55,33 +55,46 @@ def fold_for_cycles(graph: Graph, budget: int, family: str) -> Graph:
                                f"parallel; the target allows {budget}",
                                where=f"node '{node.name}'",
                                hint="lower --target-fps or raise --clock-mhz")
-        specs.append(spec)
-    specs = _match_lanes(specs, budget, family)
-    return graph.replace(nodes=tuple(dataclasses.replace(n, spec=s)
-                                     for n, s in zip(graph.nodes, specs)))
+        specs[node.name] = spec
+    specs = _match_lanes(graph, specs, budget, family)
+    return graph.replace(nodes=tuple(dataclasses.replace(n, spec=specs[n.name])
+                                     for n in graph.nodes))
 
 
-def _match_lanes(specs: list, budget: int, family: str) -> list:
+def _match_lanes(graph: Graph, specs: dict, budget: int, family: str) -> dict:
     """Give cheap stream nodes (``ADAPTS_LANES`` kinds) their neighbours' word widths.
 
     A sliding window or pool costs little more with wider words, while a width
     converter between mismatched neighbours costs registers and latency; so these
     nodes take the folding that matches their consumer (then their producer) among
-    those within the cycle budget. ``specs`` are in stream order.
+    those within the cycle budget. ``specs`` are by node name; a node's neighbours are
+    the producer of its first input and the first reader of its first output.
     """
-    specs = list(specs)
-    for sweep in (range(len(specs) - 1, -1, -1), range(len(specs))):
-        for i in sweep:
-            if not getattr(nodes.module_for(specs[i]), "ADAPTS_LANES", False):
+    specs = dict(specs)
+    made = {t: (n.name, k) for n in graph.nodes for k, t in enumerate(n.outputs)}
+    read: dict[str, tuple[str, int]] = {}
+    for n in graph.nodes:
+        for k, t in enumerate(n.inputs):
+            read.setdefault(t, (n.name, k))
+
+    def lanes(name: str, k: int, ports) -> int:
+        return nodes.port(specs[name], ports(specs[name])[k]).lanes
+
+    order = graph.topo()
+    for sweep in (order[::-1], order):
+        for node in sweep:
+            spec = specs[node.name]
+            if not getattr(nodes.module_for(spec), "ADAPTS_LANES", False):
                 continue
-            want_in = specs[i - 1].out_lanes if i > 0 else None
-            want_out = specs[i + 1].in_lanes if i + 1 < len(specs) else None
-            fits = [(c, cost) for c in _options(specs[i])
+            producer, reader = made.get(node.inputs[0]), read.get(node.outputs[0])
+            want_in = lanes(*producer, nodes.out_ports) if producer else None
+            want_out = lanes(*reader, nodes.in_ports) if reader else None
+            fits = [(c, cost) for c in _options(spec)
                     if (cost := nodes.estimate(c, family)).cycles <= budget]
             if fits:
-                specs[i] = min(fits, key=lambda f: (f[0].out_lanes != want_out,
-                                                    f[0].in_lanes != want_in,
-                                                    f[1].lut + 300 * f[1].bram18))[0]
+                specs[node.name] = min(fits, key=lambda f: (f[0].out_lanes != want_out,
+                                                            f[0].in_lanes != want_in,
+                                                            f[1].lut + 300 * f[1].bram18))[0]
     return specs
 
 

@@ -1,24 +1,39 @@
-"""Insert a stream width converter wherever a producer's lanes differ from its consumer's."""
+"""Insert a stream width converter wherever a producer's lanes differ from its consumer's.
+
+Every edge of the DAG (a producer's output port to a consumer's input port) is
+looked at on its own, so each branch of a fork gets the converter it needs.
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 from ..ir import Graph, Node, Tensor
 from ..nodes import dwc
 
 
 def apply(graph: Graph) -> tuple[Graph, bool]:
-    new_nodes, tensors, changed = [], dict(graph.tensors), False
-    for node in graph.chain():
-        if new_nodes:
-            prev = new_nodes[-1]
-            if prev.spec.out_lanes != node.spec.in_lanes:
-                t = tensors[prev.outputs[0]]
-                name = f"dwc_{prev.name}_{node.name}"
-                spec = dwc.Spec(name, t.elems, t.dtype, prev.spec.out_lanes, node.spec.in_lanes)
-                out = Tensor(f"{name}_out", t.shape, t.dtype)
-                tensors[out.name] = out
-                new_nodes.append(Node(name, spec, prev.outputs, (out.name,)))
-                node = Node(node.name, node.spec, (out.name,), node.outputs)
-                changed = True
-        new_nodes.append(node)
-    return graph.replace(nodes=tuple(new_nodes), tensors=tensors), changed
+    tensors, inserted = dict(graph.tensors), {}  # consumer name -> {input index: dwc}
+    for edge in graph.edges():
+        source, sink = edge.source, edge.sink
+        if source.lanes == sink.lanes:
+            continue
+        t = tensors[edge.tensor]
+        name = f"dwc_{edge.producer.name}_{edge.consumer.name}"
+        if len(edge.consumer.inputs) > 1:
+            name += f"_{edge.in_port}"
+        spec = dwc.Spec(name, t.elems, t.dtype, source.lanes, sink.lanes)
+        out = Tensor(f"{name}_out", t.shape, t.dtype)
+        tensors[out.name] = out
+        inserted.setdefault(edge.consumer.name, {})[edge.index] = \
+            Node(name, spec, (edge.tensor,), (out.name,))
+    if not inserted:
+        return graph, False
+    new_nodes = []
+    for node in graph.nodes:
+        converters = inserted.get(node.name, {})
+        new_nodes += converters.values()
+        inputs = tuple(converters[k].outputs[0] if k in converters else t
+                       for k, t in enumerate(node.inputs))
+        new_nodes.append(dataclasses.replace(node, inputs=inputs))
+    return graph.replace(nodes=tuple(new_nodes), tensors=tensors), True
