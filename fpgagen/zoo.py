@@ -9,6 +9,8 @@
   flip the comparison for those channels.
 * ``digits_mlp()``: the demo network of ``examples/digits_mlp`` (binarized MLP
   trained on scikit-learn's embedded 8x8 digits), with its committed weights.
+* ``digits_cnn()``: the 4-bit CNN of ``examples/digits_cnn``, trained on the same
+  digits, with its committed weights.
 * ``export``, ``torch_forward``, ``sample_inputs``, ``digits_data``: helpers.
 
 torch and brevitas are imported inside the functions, so ``import fpgagen.zoo``
@@ -28,7 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "examples" / "digits_mlp"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+#: models trained on the digits, each in ``examples/<name>/`` with ``model.py``,
+#: ``train.py`` and its committed ``<name>.pt``: name -> the model class in model.py
+DIGITS_EXAMPLES = {"digits_mlp": "DigitsMLP", "digits_cnn": "DigitsCNN"}
 
 #: BNN-PYNQ networks ``bnn_pynq`` builds, with their ONNX input shapes (batch 1).
 #: brevitas_examples ships no lfc_2w2a configuration: it is lfc_1w2a's with 2-bit weights.
@@ -66,14 +72,14 @@ def digits_data():
 
 
 def input_shape(name: str) -> tuple[int, ...]:
-    """ONNX input shape (batch 1) of a zoo model: a BNN-PYNQ name or "digits_mlp"."""
-    if name == "digits_mlp":
+    """ONNX input shape (batch 1) of a zoo model: a BNN-PYNQ name or a digits example."""
+    if name in DIGITS_EXAMPLES:
         return DIGITS_INPUT_SHAPE
     try:
         return BNN_PYNQ_MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown zoo model {name!r}; known: digits_mlp, "
-                         + ", ".join(BNN_PYNQ_MODELS)) from None
+        raise ValueError(f"unknown zoo model {name!r}; known: "
+                         + ", ".join([*DIGITS_EXAMPLES, *BNN_PYNQ_MODELS])) from None
 
 
 def sample_inputs(name_or_shape: str | Sequence[int], n: int, seed: int) -> np.ndarray:
@@ -287,8 +293,8 @@ def bnn_pynq(name: str, *, seed: int = 0, calib_samples: int = 64):
     from brevitas_examples.bnn_pynq.models import model_with_cfg
 
     shape = input_shape(name)
-    if name == "digits_mlp":
-        raise ValueError("digits_mlp is not a BNN-PYNQ network; use zoo.digits_mlp()")
+    if name in DIGITS_EXAMPLES:
+        raise ValueError(f"{name} is not a BNN-PYNQ network; use zoo.{name}()")
     torch.manual_seed(seed)
     if name == "lfc_2w2a":
         from brevitas_examples.bnn_pynq.models import get_model_cfg, model_impl
@@ -308,16 +314,16 @@ def bnn_pynq(name: str, *, seed: int = 0, calib_samples: int = 64):
     return model
 
 
-# --------------------------------------------------------------------------- digits MLP
+# --------------------------------------------------------------------------- digits examples
 
-def _load_example_module(stem: str):
-    """Import ``examples/digits_mlp/<stem>.py`` (the examples folder is no package)."""
-    mod_name = f"fpgagen_examples_digits_mlp_{stem}"
+def load_example_module(stem: str, example: str = "digits_mlp"):
+    """Import ``examples/<example>/<stem>.py`` (the examples folder is no package)."""
+    mod_name = f"fpgagen_examples_{example}_{stem}"
     if mod_name in sys.modules:
         return sys.modules[mod_name]
-    file = EXAMPLE_DIR / f"{stem}.py"
+    file = EXAMPLES / example / f"{stem}.py"
     if not file.is_file():
-        raise FileNotFoundError(f"{file} not found: digits_mlp needs the repository's "
+        raise FileNotFoundError(f"{file} not found: {example} needs the repository's "
                                 "examples/ folder")
     spec = importlib.util.spec_from_file_location(mod_name, file)
     mod = importlib.util.module_from_spec(spec)
@@ -330,6 +336,26 @@ def _load_example_module(stem: str):
     return mod
 
 
+_load_example_module = load_example_module  # the name the MLP's tests know
+
+
+def _digits_example(name: str, train: bool):
+    """A model of ``DIGITS_EXAMPLES`` in eval mode: committed weights, or trained afresh."""
+    import torch
+
+    if train:
+        model, _acc = load_example_module("train", name).train_model()
+    else:
+        model = getattr(load_example_module("model", name), DIGITS_EXAMPLES[name])()
+        state = torch.load(EXAMPLES / name / f"{name}.pt", map_location="cpu",
+                           weights_only=True)
+        model.load_state_dict(state)
+    model.eval()
+    model.input_shape = DIGITS_INPUT_SHAPE
+    model.zoo_name = name
+    return model
+
+
 def digits_mlp(train: bool = False):
     """The demo binarized MLP (``examples/digits_mlp/model.py``), in eval mode.
 
@@ -337,15 +363,14 @@ def digits_mlp(train: bool = False):
     ``train=True`` trains it afresh (seeded, the same recipe as train.py, a few
     seconds). ``.input_shape`` is (1, 1, 8, 8).
     """
-    import torch
+    return _digits_example("digits_mlp", train)
 
-    if train:
-        model, _acc = _load_example_module("train").train_model()
-    else:
-        model = _load_example_module("model").DigitsMLP()
-        state = torch.load(EXAMPLE_DIR / "digits_mlp.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    model.eval()
-    model.input_shape = DIGITS_INPUT_SHAPE
-    model.zoo_name = "digits_mlp"
-    return model
+
+def digits_cnn(train: bool = False):
+    """The 4-bit digits CNN (``examples/digits_cnn/model.py``), in eval mode.
+
+    ``train=False`` loads the committed weights ``examples/digits_cnn/digits_cnn.pt``;
+    ``train=True`` trains it afresh (seeded, the same recipe as train.py, well under a
+    minute). ``.input_shape`` is (1, 1, 8, 8).
+    """
+    return _digits_example("digits_cnn", train)
