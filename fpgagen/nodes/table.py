@@ -122,7 +122,8 @@ def table_from_function(fn: Callable[[np.ndarray], np.ndarray], in_type: IntType
             raise SpecError(f"the {what} scale must be positive and finite, not {scale!r}",
                             where=where)
     x = np.arange(in_type.min, in_type.max + 1, dtype=np.int64)
-    y = np.asarray(fn(x.astype(np.float64) * float(in_scale)), dtype=np.float64)
+    with np.errstate(all="ignore"):  # a non-finite value is reported below
+        y = np.asarray(fn(x.astype(np.float64) * float(in_scale)), dtype=np.float64)
     if y.shape != x.shape:
         raise SpecError(f"the function gave shape {y.shape} for {x.shape} inputs", where=where,
                         hint="use an elementwise function")
