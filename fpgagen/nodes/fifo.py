@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..dtypes import IntType
 from ..errors import SpecError
-from ..estimate import LUTRAM_MAX_DEPTH, adder_luts, memory_cost
+from ..estimate import LUTRAM_MAX_DEPTH, adder_luts, memory
 from .base import Cost, check_divides, check_positive, divisors, lane_stream
 
 KIND = "fifo"
@@ -121,11 +121,11 @@ def fold_options(spec: Spec) -> list[dict]:
 def estimate(spec: Spec, family: str) -> Cost:
     s = spec
     ptr = max(1, (s.depth - 1).bit_length())
-    if s.distributed:
-        mem_lut, bram = memory_cost(s.width, s.depth, family)
-        ff = 3 * ptr + 1
-    else:
-        mem_lut, bram = memory_cost(s.width, s.depth - 1, family)
-        ff = 3 * ptr + 2 + s.width  # output register
+    if s.distributed:  # asynchronous read: no read register
+        mem_lut, mem_ff, bram = memory(s.width, s.depth, family, sync_read=False)
+        ff = 3 * ptr + 1 + mem_ff
+    else:  # synchronous read of depth - 1 words plus the output register
+        mem_lut, mem_ff, bram = memory(s.width, s.depth - 1, family)
+        ff = 3 * ptr + 2 + s.width + mem_ff
     lut = mem_lut + 3 * adder_luts(ptr, family) + 4
     return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=bram, dsp=0)

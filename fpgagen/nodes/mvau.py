@@ -25,7 +25,14 @@ from amaranth.lib.wiring import In, Out
 
 from ..dtypes import IntType, smallest_type
 from ..errors import SpecError
-from ..estimate import adder_luts, compare_luts, memory_cost, mult_cost, popcount_luts
+from ..estimate import (
+    adder_luts,
+    adder_tree_luts,
+    compare_luts,
+    memory,
+    mult_cost,
+    popcount_luts,
+)
 from ..hw.primitives import adder_tree, pack_words, popcount
 from .base import (
     Cost,
@@ -284,7 +291,7 @@ class Component(wiring.Component):
                 # re-emits it each time (generation time grows with PE * SIMD^2)
                 bits = Signal(simd, name=f"xnor_{p}")
                 m.d.comb += bits.eq(~(x1.as_value() ^ w1[p].as_value()))
-                dots.append(popcount(bits))
+                dots.append(popcount(m, bits))
             else:
                 terms = []
                 for k in range(simd):
@@ -344,27 +351,31 @@ def fill_words(spec: Spec) -> int:
 
 def estimate(spec: Spec, family: str) -> Cost:
     s = spec
-    acc_bits = s.acc_type.bits
-    lut = dsp = ff = 0
+    acc_bits = (s.mw + 1).bit_length() if s.xnor else s.acc_type.bits  # as the hardware
+    wbits = 1 if s.weight_type.bipolar else s.weight_type.bits
+    constant_weights = s.nf * s.sf == 1  # one weight word: constants folded into logic
+    lut = dsp = 0
     if s.xnor:
-        lut += s.pe * popcount_luts(s.simd, family)
+        lut += s.pe * popcount_luts(s.simd, family, constant_weights=constant_weights)
     else:
-        ml, md = mult_cost(s.in_type.bits, s.weight_type.bits, family)
-        lut += s.pe * s.simd * ml + s.pe * (s.simd - 1) * adder_luts(acc_bits, family) // 2
+        ml, md = mult_cost(s.in_type.bits, wbits, family, constant_weights=constant_weights)
+        lut += s.pe * (s.simd * ml + adder_tree_luts(s.simd, acc_bits, family))
         dsp += s.pe * s.simd * md
     lut += s.pe * adder_luts(acc_bits, family)  # accumulator
-    ff += s.pe * 2 * acc_bits + s.pe * s.out_type.bits + s.simd * s.in_type.bits
+    # stage registers: input word, dot products and accumulators, output word, control
+    ff = (s.simd * s.in_type.bits + 2 * s.pe * acc_bits + s.pe * s.out_type.bits + 8
+          + 3 * max(1, (s.nf * s.sf).bit_length()))
+    wl, wf, wb = memory(s.pe * s.simd * wbits, s.nf * s.sf, family, writable=False)
+    tl = tf = tb = 0
     if s.thresholds is not None:
+        t_bits = acc_bits  # thresholds are clipped to the reachable accumulator range
         lut += s.pe * s.levels * compare_luts(acc_bits, family)
-        tl, tb = memory_cost(s.pe * s.levels * acc_bits, s.nf, family)
-        lut += tl
-    else:
-        tb = 0
-    wbits = 1 if s.weight_type.bipolar else s.weight_type.bits
-    wl, wb = memory_cost(s.pe * s.simd * wbits, s.nf * s.sf, family)
-    bl, bb = memory_cost(s.simd * s.in_type.bits, s.sf, family) if s.nf > 1 else (0, 0)
-    lut += wl + bl + 30  # control
-    ff += 3 * max(1, (s.nf * s.sf).bit_length()) + 8
+        # its read register and the stage register beside the dot products merge
+        tl, tf, tb = memory(s.pe * s.levels * t_bits, s.nf, family, writable=False,
+                            sync_read=False)
+        if s.nf > 1:  # one threshold word is constants, its register folds away
+            ff += s.pe * s.levels * t_bits  # thresholds beside their dot products
+    bl, bf, bb = (memory(s.simd * s.in_type.bits, s.sf, family) if s.nf > 1 else (0, 0, 0))
+    lut += wl + tl + bl + 30  # control
+    ff += wf + tf + bf
     return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=wb + tb + bb, dsp=dsp)
-
-

@@ -26,7 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..dtypes import IntType, smallest_type
 from ..errors import SpecError
-from ..estimate import adder_luts, compare_luts, memory_cost
+from ..estimate import adder_luts, compare_luts, memory
 from ..hw.primitives import adder_tree, pack_words
 from .base import (
     Cost,
@@ -203,7 +203,7 @@ def estimate(spec: Spec, family: str) -> Cost:
     lut = s.pe * s.levels * compare_luts(t_bits, family)
     lut += s.pe * (s.levels - 1) * adder_luts(count_bits, family) // 2  # count tree
     lut += s.pe * adder_luts(s.out_type.bits, family)  # + out_base
-    ml, mb = memory_cost(s.pe * s.levels * t_bits, s.nf, family) if s.nf > 1 else (0, 0)
+    ml, mf, mb = memory(s.pe * s.levels * t_bits, s.nf, family, writable=False)
     lut += ml + 8  # control
-    ff = s.pe * (s.in_type.bits + s.out_type.bits) + max(1, s.nf.bit_length()) + 2
+    ff = s.pe * (s.in_type.bits + s.out_type.bits) + max(1, s.nf.bit_length()) + 2 + mf
     return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=mb, dsp=0)
