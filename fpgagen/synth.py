@@ -216,9 +216,9 @@ NODE_TOP = "fpgagen_node"
 
 def node_verilog(spec) -> str:
     """One node's component alone as Verilog (top module ``fpgagen_node``)."""
-    from amaranth.back import verilog
+    from .hw.emit import convert
 
-    return verilog.convert(nodes.component(spec), name=NODE_TOP, emit_src=False)
+    return convert(nodes.component(spec), NODE_TOP)
 
 
 def _safe(name: str) -> str:

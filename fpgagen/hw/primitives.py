@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+
 import numpy as np
-from amaranth.hdl import Cat, Const, Value, unsigned
+from amaranth.hdl import Cat, Const, Instance, Module, Signal, Value, unsigned
 
 
 def adder_tree(values: list[Value]) -> Value:
@@ -19,9 +24,42 @@ def adder_tree(values: list[Value]) -> Value:
     return level[0]
 
 
-def popcount(bits: Value) -> Value:
-    """Number of set bits, as a tree over 3-bit groups (maps well onto LUT6)."""
+_TEMPLATES = Path(__file__).resolve().parent.parent / "rtl_templates"
+_use_templates: ContextVar[bool] = ContextVar("use_templates", default=False)
+
+
+@contextmanager
+def verilog_templates() -> Iterator[None]:
+    """While converting to Verilog, primitives instantiate ``rtl_templates/`` modules.
+
+    Amaranth's own simulator cannot run an ``Instance``, so outside this context (unit
+    tests in Amaranth's simulator) the same primitives are built from Amaranth logic.
+    The generated Verilog, templates included, is what the cocotb tests prove.
+    """
+    token = _use_templates.set(True)
+    try:
+        yield
+    finally:
+        _use_templates.reset(token)
+
+
+def template_sources() -> str:
+    """The Verilog of every template, appended to a design that instantiates them."""
+    return "".join(f.read_text() for f in sorted(_TEMPLATES.glob("*.v")))
+
+
+def popcount(m: Module, bits: Value) -> Value:
+    """Number of set bits of ``bits``.
+
+    In Verilog a ``fpgagen_popcount`` instance; in Amaranth simulation a tree over 3-bit
+    groups (maps well onto LUT6).
+    """
     n = len(bits)
+    if _use_templates.get():
+        width = n.bit_length()
+        count = Signal(width)
+        m.submodules += Instance("fpgagen_popcount", p_N=n, p_W=width, i_x=bits, o_y=count)
+        return count
     groups = []
     for start in range(0, n, 3):
         chunk = bits[start:min(start + 3, n)]

@@ -8,10 +8,9 @@ accelerator's Verilog is the build's own ``rtl/fpgagen_top.v``, unchanged.
 
 from __future__ import annotations
 
-from amaranth.back import verilog
 from amaranth.hdl import ClockDomain, Elaboratable, Instance, Module, Signal
 
-from ..hw.emit import TOP_NAME
+from ..hw.emit import TOP_NAME, convert
 from ..hw.top import axis_width, stream_bits
 from ..ir import Graph
 from .uart import UartBridge, baud_divisor
@@ -89,4 +88,4 @@ def reset_port(board) -> str | None:
 def board_top_verilog(graph: Graph, board) -> str:
     """``fpgagen_board`` for ``board``, clocked by its oscillator."""
     top = BoardTop(graph, board.oscillator_mhz, reset_port(board))
-    return verilog.convert(top, name=BOARD_TOP, ports=top.ports(), emit_src=False)
+    return convert(top, BOARD_TOP, ports=top.ports())
