@@ -79,3 +79,58 @@ def run_ports(spec, *xs: np.ndarray, stall_in=0.3, stall_out=0.3, seed=0,
     sim.run()
     return tuple(view.dtype.decode(unpack_lanes(words, view.lanes, view.dtype.bits))
                  .reshape(frames, view.elems) for (_, view), words in zip(outs, got))
+
+
+def run_top(graph, x: np.ndarray, *, stall_in=0.3, stall_out=0.3, seed=0,
+            max_idle=5_000) -> tuple[np.ndarray, list[int]]:
+    """``x`` (frames, elems) through the whole ``hw.top.Top`` of ``graph``.
+
+    Returns the output values (frames, elems) and the cycle of each frame's
+    ``m_axis_tlast``. Fails with "no progress" when no output word arrives for
+    ``max_idle`` cycles (a deadlock), and on a misplaced ``tlast``.
+    """
+    from fpgagen.hw.top import Top, stream_ports
+    from fpgagen.simulate import frame_words, words_values
+
+    first, last = stream_ports(graph)
+    top = Top(graph)
+    words = [w for f in frame_words(x, first.dtype, first.lanes) for w in f]
+    n_out = x.shape[0] * last.words
+    got: list[int] = []
+    ends: list[int] = []
+    rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
+
+    async def producer(ctx):
+        for word in words:
+            while rng_in.random() < stall_in:
+                await ctx.tick()
+            ctx.set(top.s_axis_tdata, word)
+            ctx.set(top.s_axis_tvalid, 1)
+            await ctx.tick().until(top.s_axis_tready)
+            ctx.set(top.s_axis_tvalid, 0)
+
+    async def consumer(ctx):
+        cycle = idle = 0
+        while len(got) < n_out:
+            ready = rng_out.random() >= stall_out
+            ctx.set(top.m_axis_tready, ready)
+            _, _, valid, data, tlast = await ctx.tick().sample(
+                top.m_axis_tvalid, top.m_axis_tdata, top.m_axis_tlast)
+            cycle += 1
+            idle += 1
+            if ready and valid:
+                got.append(data)
+                idle = 0
+                assert bool(tlast) == (len(got) % last.words == 0), f"tlast at word {len(got)}"
+                if tlast:
+                    ends.append(cycle)
+            assert idle < max_idle, f"no progress: {len(got)}/{n_out} words"
+        ctx.set(top.m_axis_tready, 0)
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    frames = [got[k:k + last.words] for k in range(0, len(got), last.words)]
+    return words_values(frames, last.dtype, last.lanes), ends

@@ -78,7 +78,7 @@ class Spec:
         if self.out_type.bits > MAX_BITS:
             raise SpecError(f"the sum {self.ka}*a + {self.kb}*b needs {self.out_type.bits} "
                             f"bits, more than the {MAX_BITS} supported on chip", where=n,
-                            hint="smaller multipliers ka, kb (rescale the branches)")
+                            hint="use smaller multipliers ka and kb: rescale the branches")
 
     # ---- stream view ---------------------------------------------------------
     def port(self, name: str) -> Port:
