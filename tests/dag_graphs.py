@@ -113,6 +113,20 @@ def two_blocks(seed=0) -> Graph:
     return Graph(tuple(nodes), tensors, ("x",), (rename[second.outputs[0]],))
 
 
+def fork_join(rng) -> Graph:
+    """The smallest graph around a 3-way duplicator and two adds: x read three times,
+    ``(2*thr(x) - 3*x) + x``, signed input, unlike foldings on the branches."""
+    int4 = IntType(4, True)
+    b = Builder((6, 4), int4)
+    thr = thresholding.Spec("thr", 4, int4, UINT2, _thresholds(rng, -8, 7, 4, 3), 0,
+                            vectors=6, pe=2)
+    branch = b.node(thr, ["x"], (6, 4), UINT2)
+    first = add.Spec("add1", 4, UINT2, int4, ka=2, kb=-3, vectors=6, pe=4)
+    inner = b.node(first, [branch, "x"], (6, 4), first.out_type)
+    second = add.Spec("add2", 4, first.out_type, int4, vectors=6, pe=1)
+    return prepared(b.graph(b.node(second, [inner, "x"], (6, 4), second.out_type)))
+
+
 def prepared(graph: Graph) -> Graph:
     """The passes after folding: duplicators, width converters, FIFOs."""
     for apply in (forks.apply, widths.apply, fifos.apply):

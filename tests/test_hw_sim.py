@@ -12,10 +12,12 @@ import json
 import numpy as np
 import pytest
 from conftest import DIGITS_MODEL, run_cli, zoo_model
+from dag_graphs import fork_join
 
-from fpgagen import nodes, zoo
+from fpgagen import nodes, reference, zoo
 from fpgagen.dtypes import BIPOLAR, IntType
 from fpgagen.hw.emit import verilog_text
+from fpgagen.hw.top import stream_ports
 from fpgagen.ir import Graph, Node, Tensor
 from fpgagen.nodes import dwc, fifo, labelselect, mvau, pool, swg, thresholding
 from fpgagen.sim import simulate_stream
@@ -35,19 +37,29 @@ def values(rng, dtype, shape):
     return rng.integers(dtype.min, dtype.max + 1, size=shape)
 
 
+def case_graph(made) -> Graph:
+    """A NODE_CASES entry as a top: a spec alone, or a small graph (multi-port kinds)."""
+    return made if isinstance(made, Graph) else single_node_graph(made)
+
+
 def run_node(spec, tmp_path, frames=40, stall=0.5, seed=0):
+    return run_graph(case_graph(spec), tmp_path, frames, stall, seed)
+
+
+def run_graph(graph, tmp_path, frames=40, stall=0.5, seed=0):
+    first, last = stream_ports(graph)
     rng = np.random.default_rng(seed)
-    x = values(rng, spec.in_type, (frames, spec.in_elems))
-    want = nodes.reference(spec, x)
+    x = values(rng, first.dtype, (frames, first.elems))
+    want = reference.run_hw(graph, x)
     rtl = tmp_path / "fpgagen_top.v"
-    rtl.write_text(verilog_text(single_node_graph(spec)))
+    rtl.write_text(verilog_text(graph))
     res = simulate_stream([rtl], tmp_path / "sim",
-                          frame_words(x, spec.in_type, spec.in_lanes),
-                          frame_words(want, spec.out_type, spec.out_lanes),
+                          frame_words(x, first.dtype, first.lanes),
+                          frame_words(want, last.dtype, last.lanes),
                           stall_in=stall, stall_out=stall, seed=seed)
     assert res.mismatches == 0, res.first_mismatch
     assert res.tlast_errors == 0
-    got = words_values(res.out_words, spec.out_type, spec.out_lanes)
+    got = words_values(res.out_words, last.dtype, last.lanes)
     assert np.array_equal(got, want)
     return res
 
@@ -86,17 +98,19 @@ NODE_CASES = {
                                         IntType(4, True), windows=6, pe=2),
     "pool_global_sum": lambda r: pool.Spec("pool", 6, 16, "sum", IntType(3, False),
                                            pool.sum_type(IntType(3, False), 16), pe=1),
+    "fork_join_dup_add": fork_join,  # a graph: dup and add need their neighbours
 }
 
 
 @pytest.mark.parametrize("case", sorted(NODE_CASES))
 def test_node_kind_as_verilog(case, tmp_path):
-    spec = NODE_CASES[case](np.random.default_rng(11))
-    run_node(spec, tmp_path, stall=0.5)
+    made = NODE_CASES[case](np.random.default_rng(11))
+    run_graph(case_graph(made), tmp_path, stall=0.5)
 
 
 def test_every_node_kind_has_a_verilog_test():
-    covered = {NODE_CASES[c](np.random.default_rng(0)).__class__ for c in NODE_CASES}
+    covered = {type(n.spec) for c in NODE_CASES
+               for n in case_graph(NODE_CASES[c](np.random.default_rng(0))).nodes}
     assert {nodes.spec_class(k) for k in nodes.kinds()} <= covered
 
 

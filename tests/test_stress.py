@@ -15,11 +15,12 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from conftest import DIGITS_MODEL
-from test_hw_sim import NODE_CASES, single_node_graph, values
+from test_hw_sim import NODE_CASES, case_graph, values
 
 import fpgagen
-from fpgagen import nodes, reference
+from fpgagen import reference
 from fpgagen.hw.emit import verilog_text
+from fpgagen.hw.top import stream_ports
 from fpgagen.sim import simulate_stream
 from fpgagen.simulate import frame_words
 
@@ -63,24 +64,23 @@ def run_stressed(rtl, work, in_words, out_words):
 
 @pytest.mark.parametrize("case", sorted(NODE_CASES))
 def test_node_kind_under_the_stall_matrix_and_resets(case, tmp_path):
-    spec = NODE_CASES[case](np.random.default_rng(11))
-    x = values(np.random.default_rng(2), spec.in_type, (FRAMES, spec.in_elems))
+    graph = case_graph(NODE_CASES[case](np.random.default_rng(11)))
+    first, last = stream_ports(graph)
+    x = values(np.random.default_rng(2), first.dtype, (FRAMES, first.elems))
     rtl = tmp_path / "fpgagen_top.v"
-    rtl.write_text(verilog_text(single_node_graph(spec)))
-    run_stressed(rtl, tmp_path / "sim", frame_words(x, spec.in_type, spec.in_lanes),
-                 frame_words(nodes.reference(spec, x), spec.out_type, spec.out_lanes))
+    rtl.write_text(verilog_text(graph))
+    run_stressed(rtl, tmp_path / "sim", frame_words(x, first.dtype, first.lanes),
+                 frame_words(reference.run_hw(graph, x), last.dtype, last.lanes))
 
 
 def test_digits_mlp_under_the_stall_matrix_and_resets(tmp_path):
     res = fpgagen.build(DIGITS_MODEL, tmp_path / "out", target_fps=1e6, progress=None)
     graph = res.graph
-    chain = graph.chain()
-    first, last = chain[0].spec, chain[-1].spec
-    t = graph.tensors[graph.inputs[0]]
-    x = values(np.random.default_rng(3), t.dtype, (FRAMES, t.elems))
+    first, last = stream_ports(graph)
+    x = values(np.random.default_rng(3), first.dtype, (FRAMES, first.elems))
     run_stressed(tmp_path / "out" / "rtl" / "fpgagen_top.v", tmp_path / "sim",
-                 frame_words(x, first.in_type, first.in_lanes),
-                 frame_words(reference.run_hw(graph, x), last.out_type, last.out_lanes))
+                 frame_words(x, first.dtype, first.lanes),
+                 frame_words(reference.run_hw(graph, x), last.dtype, last.lanes))
 
 
 class Passthrough(wiring.Component):
