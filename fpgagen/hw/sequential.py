@@ -60,13 +60,16 @@ class ConstantDivider(wiring.Component):
                          shifter.eq(self.numerator & ((1 << qbits) - 1)),
                          left.eq(qbits // self.steps)]
         with m.Elif(self.busy):
+            # every step's values are named signals: unnamed expressions used twice
+            # per step would be re-emitted, and the Verilog would grow with steps**2
             r, s = rem, shifter
-            for _ in range(self.steps):
-                trial = Signal(dbits + 2)
-                m.d.comb += trial.eq(Cat(s[-1], r))
-                fits = trial >= divisor
-                r = Mux(fits, trial - divisor, trial)[:dbits + 1]
-                s = Cat(fits, s[:-1])[:qbits]
+            for k in range(self.steps):
+                trial, fits = Signal(dbits + 2, name=f"trial_{k}"), Signal(name=f"fits_{k}")
+                r_next, s_next = Signal(dbits + 1, name=f"rem_{k}"), Signal(qbits, name=f"q_{k}")
+                m.d.comb += [trial.eq(Cat(s[-1], r)), fits.eq(trial >= divisor),
+                             r_next.eq(Mux(fits, trial - divisor, trial)),
+                             s_next.eq(Cat(fits, s[:-1]))]
+                r, s = r_next, s_next
             m.d.sync += [rem.eq(r), shifter.eq(s), left.eq(left - 1)]
             with m.If(left == 1):
                 m.d.sync += [self.busy.eq(0), self.done.eq(1)]
@@ -100,14 +103,16 @@ class Isqrt(wiring.Component):
                          left.eq(rbits // self.steps)]
         with m.Elif(self.busy):
             r, q, p = rem, root, pending
-            for _ in range(self.steps):
-                brought = Signal(rbits + 4)
-                m.d.comb += brought.eq(Cat(p[-2:], r))
-                trial = Cat(Const(1, 2), q)  # 4 * root + 1
-                fits = brought >= trial
-                r = Mux(fits, brought - trial, brought)[:rbits + 2]
-                q = Cat(fits, q)[:rbits]
-                p = Cat(Const(0, 2), p)[:vbits]
+            for k in range(self.steps):  # named per step, as in the divider
+                brought = Signal(rbits + 4, name=f"brought_{k}")
+                trial = Signal(rbits + 2, name=f"trial_{k}")  # 4 * root + 1
+                fits = Signal(name=f"fits_{k}")
+                r_next, q_next = Signal(rbits + 2, name=f"rem_{k}"), Signal(rbits, name=f"root_{k}")
+                m.d.comb += [brought.eq(Cat(p[-2:], r)), trial.eq(Cat(Const(1, 2), q)),
+                             fits.eq(brought >= trial),
+                             r_next.eq(Mux(fits, brought - trial, brought)),
+                             q_next.eq(Cat(fits, q))]
+                r, q, p = r_next, q_next, Cat(Const(0, 2), p)[:vbits]
             m.d.sync += [rem.eq(r), root.eq(q), pending.eq(p), left.eq(left - 1)]
             with m.If(left == 1):
                 m.d.sync += [self.busy.eq(0), self.done.eq(1)]
@@ -136,7 +141,7 @@ class BankRing:
         return Mux(bank == self.banks - 1, 0, bank + 1)
 
     def is_(self, bank: Value, state: str) -> Value:
-        return select(self.regs, bank) == self.code[state]
+        return _mux_chain(self.regs, bank) == self.code[state]
 
     def move(self, when: Value, bank: Value, state: str):
         for b, reg in enumerate(self.regs):
@@ -144,11 +149,18 @@ class BankRing:
                 self.m.d.sync += reg.eq(self.code[state])
 
 
-def select(values: list[Value], index: Value) -> Value:
-    """``values[index]`` as a mux chain (values of equal shape)."""
+def _mux_chain(values: list[Value], index: Value) -> Value:
     out = values[0]
     for k, v in enumerate(values[1:], 1):
         out = Mux(index == k, v, out)
+    return out
+
+
+def select(m: Module, values: list[Signal], index: Value, name: str) -> Signal:
+    """``values[index]`` (signals of one shape) as a named signal: used in several lanes,
+    an unnamed mux chain would be emitted once per use."""
+    out = Signal(values[0].shape(), name=name)
+    m.d.comb += out.eq(_mux_chain(values, index))
     return out
 
 

@@ -292,8 +292,8 @@ class Component(wiring.Component):
                                                      s.frac_bits + 1, s.steps)
         bd = ring.counter("stats_bank")
         working = Signal()
-        s1_d = select(sum1, bd)
-        variance = s.d * select(sum2, bd) - s1_d * s1_d + s.var_offset
+        s1_d = select(m, sum1, bd, "sum1_stats")
+        variance = s.d * select(m, sum2, bd, "sum2_stats") - s1_d * s1_d + s.var_offset
         start = Signal()
         m.d.comb += [start.eq(ring.is_(bd, "written") & ~working),
                      root.start.eq(start), root.value.eq(variance[:vbits]),
@@ -330,7 +330,7 @@ class Component(wiring.Component):
         x1 = in_layout(rport.data)
         n_shape = lane_shape(smallest_type(*s.n_range))
         n2 = [Signal(n_shape, name=f"n2_{p}") for p in range(pe)]
-        s1_c, inv_c = select(sum1, bank1), select(inv, bank1)
+        s1_c, inv_c = select(m, sum1, bank1, "sum1_out"), select(m, inv, bank1, "inv_out")
         with m.If(advance):
             for p in range(pe):
                 m.d.sync += n2[p].eq(((s.d * x1[p] - s1_c) * inv_c) >> s.norm_shift)

@@ -373,7 +373,7 @@ class Component(wiring.Component):
         m.d.sync += [vb1.eq(issue_b), first_b1.eq(wb == 0), last_b1.eq(wb == words - 1),
                      bank_b1.eq(bb)]
         scores_b = in_layout(rport_b.data)
-        max_b = select(row_max, bank_b1)
+        max_b = select(m, row_max, bank_b1, "max_b")
         exps_b = [self._lookup(m, roms, max_b - scores_b[p], 1) for p in range(pe)]
         vb2, first_b2, last_b2 = Signal(), Signal(), Signal()
         bank_b2 = ring.counter("sum_bank2")
@@ -392,7 +392,7 @@ class Component(wiring.Component):
                                                      s.recip_bits, s.recip_steps)
         bd = ring.counter("recip_bank")
         m.d.comb += [div.start.eq(ring.is_(bd, "summed") & ~div.busy & ~div.done),
-                     div.divisor.eq(select(row_sum, bd))]
+                     div.divisor.eq(select(m, row_sum, bd, "divisor"))]
         with m.If(div.done):
             m.d.sync += bd.eq(ring.step(bd))
         per_bank(m, recip, div.done, bd, div.result)
@@ -416,9 +416,9 @@ class Component(wiring.Component):
             m.d.sync += [vc1.eq(issue_c), last_c1.eq(wc == words - 1), bank_c1.eq(bc),
                          vc2.eq(vc1), last_c2.eq(last_c1), bank_c2.eq(bank_c1)]
         scores_c = in_layout(rport_c.data)
-        max_c = select(row_max, bank_c1)
+        max_c = select(m, row_max, bank_c1, "max_c")
         exps_c = [self._lookup(m, roms, max_c - scores_c[p], advance) for p in range(pe)]
-        r_c = select(recip, bank_c2)
+        r_c = select(m, recip, bank_c2, "recip_c")
         y = Signal(lane_layout(s.out_type, pe))
         top = s.out_type.max
         for p in range(pe):
