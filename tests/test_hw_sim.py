@@ -19,7 +19,19 @@ from fpgagen.dtypes import BIPOLAR, IntType
 from fpgagen.hw.emit import verilog_text
 from fpgagen.hw.top import stream_ports
 from fpgagen.ir import Graph, Node, Tensor
-from fpgagen.nodes import dwc, fifo, labelselect, mvau, pool, swg, thresholding
+from fpgagen.nodes import (
+    dwc,
+    fifo,
+    labelselect,
+    layernorm,
+    matmul,
+    mvau,
+    pool,
+    softmax,
+    swg,
+    table,
+    thresholding,
+)
 from fpgagen.sim import simulate_stream
 from fpgagen.simulate import frame_words, words_values
 
@@ -98,6 +110,26 @@ NODE_CASES = {
                                         IntType(4, True), windows=6, pe=2),
     "pool_global_sum": lambda r: pool.Spec("pool", 6, 16, "sum", IntType(3, False),
                                            pool.sum_type(IntType(3, False), 16), pe=1),
+    "table_gelu": lambda r: table.Spec(
+        "gelu", 6, IntType(5, True), IntType(6, True),
+        table.table_from_function(lambda v: v / (1 + np.exp(-1.702 * v)), IntType(5, True),
+                                  0.2, IntType(6, True), 0.1), vectors=2, pe=3),
+    "softmax_single": lambda r: softmax.Spec(
+        "softmax", 8, IntType(6, True), IntType(8, False), softmax.output_shift(8), rows=2,
+        pe=2, **softmax.exp_tables(0.1, IntType(6, True), width=12)),
+    "softmax_split": lambda r: softmax.Spec(
+        "softmax", 6, IntType(7, False), IntType(6, False), softmax.output_shift(6), rows=2,
+        **softmax.exp_tables(0.05, IntType(7, False), variant="split", depth=96, width=10,
+                             split_bits=3)),
+    "layernorm": lambda r: layernorm.Spec(
+        "ln", 8, IntType(6, True), IntType(7, True), 14, 6, r.integers(-90, 90, size=8),
+        r.integers(-400, 400, size=8), 5, var_offset=3, vectors=2, pe=2),
+    "matmul_qk": lambda r: matmul.Spec("qk", 3, 4, 4, IntType(4, True),
+                                       matmul.acc_type(IntType(4, True), 4), True, heads=2,
+                                       lanes=2),
+    "matmul_av": lambda r: matmul.Spec("av", 3, 4, 4, IntType(5, False),
+                                       matmul.acc_type(IntType(5, False), 4), False, heads=2,
+                                       lanes=2),
     "fork_join_dup_add": fork_join,  # a graph: dup and add need their neighbours
 }
 
