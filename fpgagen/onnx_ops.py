@@ -66,8 +66,41 @@ def _bipolar(x, scale, attrs):
     return (bipolar_levels(x) * np.asarray(scale, F32)).astype(F32)
 
 
-def _trunc(x, scale, zp, in_bits, out_bits, attrs):
-    raise UnsupportedError("Trunc is not supported yet (it appears with average pooling)")
+def trunc_operands(inputs: list) -> tuple:
+    """A QONNX Trunc's (x, scale, zero_point, in_bits, out_scale, out_bits), any version.
+
+    Version 1 has 5 inputs (the output scale is implied by the bit widths); Brevitas
+    exports version 2 with 6 (x, scale, zp, in_bits, out_scale, out_bits); the qonnx
+    schema lists 7 (an output zero point before out_bits).
+    """
+    if len(inputs) == 5:
+        x, scale, zp, in_bits, out_bits = inputs
+        shift = np.asarray(in_bits, F32) - np.asarray(out_bits, F32)
+        return x, scale, zp, in_bits, np.asarray(scale, F32) * F32(2) ** shift, out_bits
+    if len(inputs) == 6:
+        return tuple(inputs)
+    if len(inputs) == 7:
+        return (*inputs[:5], inputs[6])
+    raise UnsupportedError(f"Trunc with {len(inputs)} inputs is not supported")
+
+
+def trunc_levels(x, scale, zp, in_bits, out_scale, out_bits, attrs) -> np.ndarray:
+    """Integer levels of a QONNX Trunc (qonnx's ``trunc``, before the output scale)."""
+    scale, zp = np.asarray(scale, F32), np.asarray(zp, F32)
+    y = np.round(np.asarray(x, F32) / scale + zp)
+    trunc_scale = F32(2) ** np.round(np.log2(np.asarray(out_scale, F32) / scale))
+    y = y / trunc_scale
+    lo, hi = quant_range(int(np.asarray(out_bits).ravel()[0]), bool(_attr(attrs, "signed", 1)),
+                         bool(_attr(attrs, "narrow", 0)))
+    y = np.clip(y, lo, hi)
+    y = round_mode(y, _attr(attrs, "rounding_mode", "FLOOR"))
+    return (y - zp / trunc_scale).astype(F32)
+
+
+def _trunc(*inputs, attrs):
+    x, scale, zp, in_bits, out_scale, out_bits = trunc_operands(list(inputs))
+    levels = trunc_levels(x, scale, zp, in_bits, out_scale, out_bits, attrs)
+    return (levels * np.asarray(out_scale, F32)).astype(F32)
 
 
 def _reshape(x, shape, attrs):

@@ -29,12 +29,12 @@ from onnx import numpy_helper
 from ..dtypes import IntType, smallest_type
 from ..errors import ModelError, UnsupportedError, node_where
 from ..ir import Graph, HostOp, Node, Tensor
-from ..nodes import mvau, pool, swg, thresholding
-from ..onnx_ops import ELEMENTWISE, F32, REGROUP, evaluate, supported
+from ..nodes import add, mvau, pool, swg, thresholding
+from ..onnx_ops import ELEMENTWISE, F32, REGROUP, evaluate, supported, trunc_operands
 from . import layout
 from . import thresholds as thr
 
-QUANT_OPS = {"Quant", "BipolarQuant"}
+QUANT_OPS = {"Quant", "BipolarQuant", "Trunc"}
 POOL_OPS = {"MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool"}
 LOWERED_OPS = {"MatMul", "Gemm", "Conv", *POOL_OPS}  # ops lowering builds itself
 MAX_WEIGHT_BITS = 16
@@ -218,9 +218,11 @@ class _Lowering:
             out = _fold(op, ins, attrs, where)
         elif any(isinstance(v, _QWeight) for v in ins):
             out = self.weight_op(op, node, ins, attrs, where)
+        elif op == "Add" and len(data) == 2 and all(isinstance(v, _Stream) for v in data):
+            out = self.add_streams(data[0], data[1], node, where)
         elif len(data) != 1:
-            raise UnsupportedError(f"{op} of two data tensors is not supported yet",
-                                   where=where)
+            raise UnsupportedError(f"{op} of two data tensors is not supported", where=where,
+                                   hint="two on-chip tensors may only be added (residuals)")
         elif isinstance(data[0], _Host):
             out = self.host_op(op, ins, attrs, where)
         else:
@@ -231,6 +233,8 @@ class _Lowering:
 
     # ---- constants ---------------------------------------------------------------
     def quantize_constant(self, op, ins, attrs, where):
+        if op == "Trunc":
+            raise UnsupportedError("Trunc of a constant is not supported", where=where)
         w = np.asarray(ins[0], F32)
         if w.size == 0:
             raise ModelError("the quantized weights are empty", where=where)
@@ -279,6 +283,9 @@ class _Lowering:
             raise UnsupportedError("a second path from the model input is not supported",
                                    where=where)
         operands = tuple(None if v is host else v for v in ins)
+        if op == "Trunc":
+            raise UnsupportedError("Trunc as the input quantizer is not supported",
+                                   where=where, hint="quantize the input with Quant")
         if op in QUANT_OPS:
             return self.host_quantizer(op, host, ins, attrs, where)
         if op in LOWERED_OPS or op == "ArgMax" or not supported(op):
@@ -377,9 +384,18 @@ class _Lowering:
             raise UnsupportedError("a quantizer after ArgMax is not supported", where=where)
         quant = _quant_op(op, ins, attrs, where)
         channels = stream.channels
-        scale = layout.stream_constant(quant.operands[1], stream.shape, stream.order,
-                                       channels, where).astype(F32)
-        quant = HostOp(quant.op, (None, scale, *quant.operands[2:]), quant.attrs, where)
+
+        def stream_form(value):
+            return layout.stream_constant(value, stream.shape, stream.order, channels,
+                                          where).astype(F32)
+        if op == "Trunc":  # (x, scale, zp, in_bits, out_scale, out_bits)
+            ops = quant.operands
+            quant = HostOp(op, (None, stream_form(ops[1]), *ops[2:4], stream_form(ops[4]),
+                                ops[5]), quant.attrs, where)
+            scale = quant.operands[4]
+        else:
+            scale = stream_form(quant.operands[1])
+            quant = HostOp(quant.op, (None, scale, *quant.operands[2:]), quant.attrs, where)
         src = self.tensors[stream.tensor]
         producer = self.producer(stream.tensor)
         fuse = (producer is not None and isinstance(producer.spec, mvau.Spec)
@@ -488,7 +504,9 @@ class _Lowering:
         c, h, w = stream.shape[1:]
         src = self.tensors[stream.tensor]
         mode = "max" if op in ("MaxPool", "GlobalMaxPool") else "sum"
-        if op.startswith("Global"):
+        whole = (op.startswith("Global") or (
+            tuple(attrs.get("kernel_shape", ())) == (h, w) and not any(attrs.get("pads", ()))))
+        if whole:  # the stream is the window: no sliding window needed
             positions, windows, oh, ow, source = h * w, 1, 1, 1, stream.tensor
         else:
             if int(attrs.get("ceil_mode", 0)):
@@ -520,6 +538,31 @@ class _Lowering:
             chain.append(HostOp("Div", (None, np.asarray(F32(positions))), {}, name=where))
         shape = (1, c, oh, ow)
         return _Stream(out_name, chain, shape, layout.channels_last_order(shape), c)
+
+    def add_streams(self, a, b, node, where):
+        """The residual add: integers a*ka + b*kb on chip, times a common scale."""
+        if tuple(a.shape) != tuple(b.shape) or not layout.same_order(a.order, b.order) \
+                or a.channels != b.channels:
+            raise UnsupportedError(f"Add of tensors of shapes {list(a.shape)} and "
+                                   f"{list(b.shape)} is not supported", where=where,
+                                   hint="both sides of a residual add must have one shape")
+        sa, sb = _linear_scale(a.chain), _linear_scale(b.chain)
+        if sa is None or sb is None:
+            raise UnsupportedError("each side of a residual add must be a quantized tensor "
+                                   "times a per-tensor scale", where=where,
+                                   hint="end both branches with a quantizer")
+        ka, kb, common = _integer_ratio(sa, sb, where)
+        ta, tb = self.tensors[a.tensor], self.tensors[b.tensor]
+        name = self.fresh("add")
+        spec = add.Spec(name, a.channels, ta.dtype, tb.dtype, ka=ka, kb=kb,
+                        vectors=a.elems // a.channels)
+        out_type = spec.out_type
+        out_name = f"{name}_out"
+        out = _Stream(out_name, [HostOp("Mul", (None, np.asarray(common, F32)), {}, where)],
+                      a.shape, a.order, a.channels)
+        self.add_node(spec, [a.tensor, b.tensor], Tensor(out_name, _stream_shape(out), out_type),
+                      node.name)
+        return out
 
     # ---- building blocks ----------------------------------------------------------
     def add_window(self, stream, src, window, where, onnx_name) -> tuple[str, int, int]:
@@ -654,6 +697,19 @@ def _fold(op, ins, attrs, where):
 
 
 def _quant_op(op, ins, attrs, where) -> HostOp:
+    if op == "Trunc":
+        if len(ins) not in (5, 6, 7) or not all(isinstance(v, np.ndarray) for v in ins[1:]):
+            raise UnsupportedError("Trunc needs constant scales, zero point and bit widths",
+                                   where=where)
+        x, scale, zp, in_bits, out_scale, out_bits = trunc_operands(ins)
+        for arr in (scale, zp, in_bits, out_scale, out_bits):
+            _check_finite(arr, where)
+        if np.any(np.asarray(scale) <= 0) or np.any(np.asarray(out_scale) <= 0):
+            raise ModelError("Trunc scales must be positive", where=where)
+        if np.any(np.asarray(zp) != 0):
+            raise UnsupportedError("non-zero zero points are not supported", where=where)
+        return HostOp("Trunc", (None, *(np.asarray(v, F32) for v in (
+            scale, zp, in_bits, out_scale, out_bits))), attrs, name=where)
     if op == "BipolarQuant":
         if len(ins) < 2 or not isinstance(ins[1], np.ndarray):
             raise UnsupportedError("BipolarQuant needs a constant scale", where=where)
@@ -720,6 +776,19 @@ def _window_attrs(attrs, kernel, shape, where) -> dict:
     # ONNX pads: (top, left, bottom, right) = (begin_h, begin_w, end_h, end_w)
     return {"kernel": tuple(int(k) for k in kernel), "strides": tuple(map(int, strides)),
             "pads": tuple(int(p) for p in pads)}
+
+
+def _integer_ratio(sa, sb, where, limit: int = 16) -> tuple[int, int, np.float32]:
+    """Small integers ka, kb and a scale s with sa = ka*s and sb = kb*s, exactly in float32."""
+    for kb in range(1, limit + 1):
+        for ka in range(1, limit + 1):
+            common = F32(sb) / F32(kb)
+            if F32(ka) * common == F32(sa) and F32(kb) * common == F32(sb):
+                return ka, kb, common
+    raise UnsupportedError(f"the two sides of the add have scales {float(sa):g} and "
+                           f"{float(sb):g}, which are not small integer multiples of one "
+                           "scale", where=where,
+                           hint="quantize both branches with one shared quantizer scale")
 
 
 def _is_positive_scaling(chain: list[HostOp]) -> bool:

@@ -16,7 +16,7 @@ import numpy as np
 from ..dtypes import BIPOLAR, IntType
 from ..errors import UnsupportedError
 from ..ir import HostOp
-from ..onnx_ops import F32, bipolar_levels, evaluate, quant_levels, quant_range
+from ..onnx_ops import F32, bipolar_levels, evaluate, quant_levels, quant_range, trunc_levels
 
 EXHAUSTIVE_CHECK = 4_000_000  # accumulator values x channels verified one by one
 
@@ -31,6 +31,8 @@ def quantizer_levels(quant: HostOp, value: np.ndarray) -> np.ndarray:
     """Integer levels of a Quant/BipolarQuant applied to ``value``."""
     if quant.op == "BipolarQuant":
         return bipolar_levels(value).astype(np.int64)
+    if quant.op == "Trunc":
+        return trunc_levels(value, *quant.operands[1:], quant.attrs).astype(np.int64)
     _, scale, zp, bits = quant.operands
     return quant_levels(value, scale, zp, bits, quant.attrs).astype(np.int64)
 
@@ -39,7 +41,8 @@ def quantizer_type(quant: HostOp, where: str) -> tuple[IntType, list[int]]:
     """The on-chip type of a quantizer's levels and the sorted list of its levels."""
     if quant.op == "BipolarQuant":
         return BIPOLAR, [-1, 1]
-    _, scale, zp, bits = quant.operands
+    bits = quant.operands[-1]  # Quant: (x, scale, zp, bits); Trunc: (..., out_bits)
+    zp = quant.operands[2]
     bits_f = float(np.asarray(bits).ravel()[0])
     if np.asarray(bits).size != 1 or bits_f != int(bits_f) or bits_f < 1:
         raise UnsupportedError(f"bit width {np.asarray(bits).ravel().tolist()} is not a "
