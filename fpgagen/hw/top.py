@@ -32,13 +32,15 @@ def stream_ends(graph: Graph) -> tuple[tuple[Node, str], tuple[Node, str]]:
         raise SpecError(f"the accelerator has one input and one output stream; this graph "
                         f"has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs")
     (source,), (sink,) = graph.inputs, graph.outputs
-    for t in graph.tensors:
-        readers = len(graph.uses(t)) + (t == sink)
-        made = graph.producer(t) is not None or t == source
-        if made and readers != 1:
-            raise SpecError(f"tensor '{t}' has {readers} readers; a stream has exactly one",
-                            hint="run the passes.forks pass to duplicate forked streams"
-                            if readers > 1 else "drop the node or make it the output")
+    streams = [t for t in graph.tensors if t == source or graph.producer(t) is not None]
+    readers = {t: len(graph.uses(t)) + (t == sink) for t in streams}
+    for t in sorted(streams, key=lambda t: readers[t] > 0):  # unread ones first
+        if readers[t] == 0:
+            raise SpecError(f"tensor '{t}' has 0 readers; a stream has exactly one",
+                            hint="drop the node that makes it, or make it the output")
+        if readers[t] > 1:
+            raise SpecError(f"tensor '{t}' has {readers[t]} readers; a stream has exactly "
+                            "one", hint="run the passes.forks pass to duplicate forked streams")
     (reader, k), = graph.uses(source)
     writer = graph.producer(sink)
     if writer is None:
