@@ -9,6 +9,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from amaranth.sim import Simulator
 from dag_graphs import (
     UINT2,
     Builder,
@@ -22,12 +23,14 @@ from dag_graphs import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from streamsim import run_top
+from test_hw_sim import NODE_CASES
 
 from fpgagen import boards, estimate_graph, nodes, reference
-from fpgagen.dtypes import IntType
+from fpgagen.dtypes import IntType, pack_lanes
 from fpgagen.errors import SpecError
 from fpgagen.hw.emit import verilog_text
 from fpgagen.hw.top import Top, stream_ports
+from fpgagen.ir import Graph
 from fpgagen.nodes import add, fifo, mvau, swg, thresholding
 from fpgagen.passes import fifos, fold, forks, widths
 from fpgagen.sim import simulate_stream
@@ -171,6 +174,48 @@ def test_lags_add_up_along_each_path():
         own = Fraction(nodes.fill_words(node.spec), first.words)
         assert lag[node.outputs[0]] == max(lag[t] for t in node.inputs) + own
     assert fifos.lags(graph)["x"] == 0
+
+
+def _held_ahead(spec, frames=3) -> Fraction:
+    """Most input words ``spec``'s component holds beyond the frame position of the
+    outputs it has emitted, input always valid and output always ready."""
+    dut = nodes.component(spec)
+    ip, op = nodes.port(spec, "i"), nodes.port(spec, "o")
+    x = values(np.random.default_rng(0), ip.dtype, (frames, ip.elems))
+    words = pack_lanes(ip.dtype.encode(x).reshape(-1, ip.lanes), ip.dtype.bits)
+    worst = []
+
+    async def bench(ctx):
+        taken = emitted = 0
+        ctx.set(dut.o.ready, 1)
+        for _ in range(20 * frames * max(spec.cycles(), ip.words)):
+            if emitted == frames * op.words:
+                break
+            ctx.set(dut.i.valid, taken < len(words))
+            ctx.set(dut.i.payload.as_value(), words[min(taken, len(words) - 1)])
+            _, _, ready, valid = await ctx.tick().sample(dut.i.ready, dut.o.valid)
+            taken += bool(ready and taken < len(words))
+            emitted += bool(valid)
+            worst.append(taken - Fraction(emitted * ip.words, op.words))
+        assert emitted == frames * op.words
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return max(worst)
+
+
+SINGLE_NODE_CASES = sorted(c for c in NODE_CASES
+                           if not isinstance(NODE_CASES[c](np.random.default_rng(0)), Graph))
+
+
+@pytest.mark.parametrize("case", SINGLE_NODE_CASES)
+def test_fill_words_bound_what_each_kind_holds_ahead(case):
+    """The FIFO sizing's premise, measured on every kind: what a node takes ahead of the
+    outputs it emits never exceeds its ``fill_words``."""
+    spec = NODE_CASES[case](np.random.default_rng(11))
+    assert _held_ahead(spec) <= nodes.fill_words(spec)
 
 
 def test_the_skip_fifo_holds_what_the_long_branch_may_swallow():

@@ -368,6 +368,11 @@ def fold_options(spec: Spec) -> list[dict]:
     return [{"pe": pe} for pe in divisors(spec.d)]
 
 
+def fill_words(spec: Spec) -> int:
+    """Every bank of the ring may hold a vector before the first of them leaves."""
+    return BANKS * spec.words + 2
+
+
 def estimate(spec: Spec, family: str) -> Cost:
     s = spec
     pe, ib = s.pe, s.in_type.bits

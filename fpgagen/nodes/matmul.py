@@ -276,6 +276,11 @@ def fold_options(spec: Spec) -> list[dict]:
     return [{"lanes": d} for d in legal]
 
 
+def fill_words(spec: Spec) -> int:
+    """The whole buffered operand B and one row of A, then the pipeline registers."""
+    return spec.b_words + spec.a_words + 3
+
+
 def estimate(spec: Spec, family: str) -> Cost:
     s = spec
     ib, lanes = s.in_type.bits, s.lanes

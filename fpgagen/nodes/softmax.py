@@ -437,6 +437,11 @@ def fold_options(spec: Spec) -> list[dict]:
     return [{"pe": pe} for pe in divisors(spec.n)]
 
 
+def fill_words(spec: Spec) -> int:
+    """Every bank of the ring may hold a row before the first of them leaves."""
+    return BANKS * spec.words + 2
+
+
 def _exp_unit_cost(depth_hi: int, hi_bits: int, lo_depth: int, lo_bits: int,
                    family: str) -> Cost:
     """One lookup: a table (or two tables and a multiply) of the given shape."""
