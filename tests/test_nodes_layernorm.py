@@ -184,7 +184,7 @@ def cases(draw):
     return spec, x
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(cases(), stalls, stalls, st.integers(0, 1000))
 def test_hardware_matches_reference(case, stall_in, stall_out, seed):
     spec, x = case
