@@ -237,7 +237,7 @@ def synthesize_build(out: Path, graph: Graph, family: str, *, workers: int = WOR
     base = Path(out) / "synth" / family
     top_text = (Path(out) / "rtl" / f"{TOP_NAME}.v").read_text()
     jobs = [Job("design", top_text, TOP_NAME, base / "design")]
-    for node in graph.chain():
+    for node in graph.topo():
         jobs.append(Job(node.name, node_verilog(node.spec), NODE_TOP,
                         base / "nodes" / _safe(node.name)))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from amaranth.hdl import ClockDomain, Elaboratable, Instance, Module, Signal
 
 from ..hw.emit import TOP_NAME, convert
-from ..hw.top import axis_width, stream_bits
+from ..hw.top import axis_width, stream_ports
 from ..ir import Graph
 from .uart import UartBridge, baud_divisor
 
@@ -22,12 +22,10 @@ POWER_ON_RESET_CYCLES = 255
 
 def stream_geometry(graph: Graph) -> dict:
     """TDATA widths and words per frame of the build's two streams."""
-    chain = graph.chain()
-    first, last = chain[0].spec, chain[-1].spec
-    return {"in_width": axis_width(stream_bits(first, "in")),
-            "out_width": axis_width(stream_bits(last, "out")),
-            "in_words": first.in_elems // first.in_lanes,
-            "out_words": last.out_elems // last.out_lanes}
+    first, last = stream_ports(graph)
+    return {"in_width": axis_width(first.dtype.bits * first.lanes),
+            "out_width": axis_width(last.dtype.bits * last.lanes),
+            "in_words": first.words, "out_words": last.words}
 
 
 class BoardTop(Elaboratable):
