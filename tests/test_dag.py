@@ -29,7 +29,7 @@ from fpgagen import boards, estimate_graph, nodes, reference
 from fpgagen.dtypes import IntType, pack_lanes
 from fpgagen.errors import SpecError
 from fpgagen.hw.emit import verilog_text
-from fpgagen.hw.top import Top, stream_ports
+from fpgagen.hw.top import stream_ends, stream_ports
 from fpgagen.ir import Graph
 from fpgagen.nodes import add, fifo, mvau, swg, thresholding
 from fpgagen.passes import fifos, fold, forks, widths
@@ -248,13 +248,13 @@ def test_balanced_branches_need_no_deep_fifo():
 
 # ---- the top ------------------------------------------------------------------------
 
-def test_top_refuses_a_fork_without_a_duplicator():
+def test_the_top_refuses_a_fork_without_a_duplicator():
     with pytest.raises(SpecError, match=r"tensor 'x' has 2 readers; a stream has exactly one "
                                         r"\(run the passes.forks pass"):
-        Top(residual_block())
+        stream_ends(residual_block())
 
 
-def test_top_refuses_a_result_nobody_reads():
+def test_the_top_refuses_a_result_nobody_reads():
     b = Builder((4, 3), UINT2)
     rng = np.random.default_rng(0)
     for name in ("used", "orphan"):  # both read x; only "used" makes the output
@@ -263,7 +263,7 @@ def test_top_refuses_a_result_nobody_reads():
     graph = prepared(b.graph("used_out"))
     with pytest.raises(SpecError, match=r"tensor 'orphan_out' has 0 readers; a stream has "
                                         r"exactly one \(drop the node that makes it"):
-        Top(graph)
+        stream_ends(graph)
 
 
 def test_stream_ports_are_the_first_readers_and_the_last_writers():
