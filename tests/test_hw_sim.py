@@ -31,6 +31,7 @@ from fpgagen.nodes import (
     swg,
     table,
     thresholding,
+    vvau,
 )
 from fpgagen.sim import simulate_stream
 from fpgagen.simulate import frame_words, words_values
@@ -88,6 +89,19 @@ def _mvau(rng, mw, mh, it, wt, pe, simd, out):
                      out_base=0 if out.bipolar else out.min, vectors=2, pe=pe, simd=simd)
 
 
+def _vvau(rng, channels, positions, it, wt, pe, out, vectors=3):
+    w = values(rng, wt, (channels, positions))
+    raw = vvau.Spec("vvau", channels, positions, w, it, wt, IntType(32, True), vectors=vectors)
+    if out is None:
+        return vvau.Spec("vvau", channels, positions, w, it, wt, raw.acc_type,
+                         vectors=vectors, pe=pe)
+    lo, hi = raw.acc_range
+    levels = 1 if out.bipolar else out.max - out.min
+    t = np.sort(rng.integers(lo, hi + 2, size=(channels, levels)), axis=1)
+    return vvau.Spec("vvau", channels, positions, w, it, wt, out, thresholds=t,
+                     out_base=0 if out.bipolar else out.min, vectors=vectors, pe=pe)
+
+
 NODE_CASES = {
     "mvau_xnor_thresholds": lambda r: _mvau(r, 24, 12, BIPOLAR, BIPOLAR, 4, 8, BIPOLAR),
     "mvau_xnor_raw": lambda r: _mvau(r, 30, 10, BIPOLAR, BIPOLAR, 5, 3, None),
@@ -130,6 +144,9 @@ NODE_CASES = {
     "matmul_av": lambda r: matmul.Spec("av", 3, 4, 4, IntType(5, False),
                                        matmul.acc_type(IntType(5, False), 4), False, heads=2,
                                        lanes=2),
+    # running sums in a memory (6 / 2 = 3 channel groups) / in a register (one group)
+    "vvau_xnor_thresholds": lambda r: _vvau(r, 6, 9, BIPOLAR, BIPOLAR, 2, BIPOLAR),
+    "vvau_mac_raw": lambda r: _vvau(r, 5, 4, IntType(4, True), IntType(3, True), 5, None),
     "fork_join_dup_add": fork_join,  # a graph: dup and add need their neighbours
 }
 

@@ -22,11 +22,12 @@ from . import (
     swg,
     table,
     thresholding,
+    vvau,
 )
 from .base import DEFAULT_FILL_WORDS, Port, in_ports, out_ports, port
 
 _MODULES: tuple[ModuleType, ...] = (mvau, thresholding, labelselect, dwc, fifo, swg, pool,
-                                    dup, add, table, softmax, layernorm, matmul)
+                                    dup, add, table, softmax, layernorm, matmul, vvau)
 
 _BY_KIND: dict[str, ModuleType] = {m.KIND: m for m in _MODULES}
 _BY_SPEC: dict[type, ModuleType] = {m.Spec: m for m in _MODULES}

@@ -1,0 +1,358 @@
+"""VVAU: vector-vector-activation unit (a depthwise convolution after lowering).
+
+A depthwise convolution (``group == in_channels == out_channels``) lowers to a sliding
+window (``swg.py``: each output pixel's window in ``(kh, kw, c)`` order) and this unit.
+Integer function, per output pixel (``vectors`` of them per frame) whose input is
+``positions x channels`` elements, position major (``positions = k_h * k_w``)::
+
+    acc[c] = sum_p W[c, p] * x[p, c]                  (int64, exact)
+    out[c] = acc[c]                                   if thresholds is None
+    out[c] = out_base + #{k : acc[c] >= T[c, k]}      otherwise (bipolar: -1 + 2*count)
+
+Each channel only meets its own weights: unlike the MVAU there is no input vector to
+replay, every input element is used exactly once. Folding: ``pe`` channels per word on
+both streams (lane ``l`` of group ``g`` is channel ``g * pe + l``), so a frame takes
+``vectors * positions * channels / pe`` cycles, one input word per cycle. There is no
+``simd`` (positions per cycle): position-major words hold several positions only
+when ``pe == channels``, and the sliding window feeding the unit delivers at most
+``channels`` elements per cycle anyway.
+
+Hardware: the weights of word ``(position, group)`` sit at address
+``position * nf + group`` of one memory, in input order, so a wrapping counter reads
+them. The ``nf = channels / pe`` running sums of a pixel live in registers (at most
+``REGISTER_WORDS`` words) or a memory read one stage ahead; the thresholds of a group in
+a memory of depth ``nf``. When weights and inputs are both bipolar, each product is an
+XNOR bit and the unit counts them (``acc = 2*P - positions``), thresholds moved to the
+count domain as in the MVAU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..dtypes import IntType, smallest_type
+from ..errors import SpecError
+from ..estimate import adder_luts, compare_luts, memory, mult_cost
+from ..hw.primitives import adder_tree, pack_words
+from .base import (
+    Cost,
+    check_divides,
+    check_positive,
+    divisors,
+    lane_layout,
+    lane_shape,
+    lane_stream,
+    memo_on_array,
+)
+from .mvau import acc_bounds
+from .thresholding import multithreshold
+
+KIND = "vvau"
+REGISTER_WORDS = 2  # at most this many running words live in registers
+
+
+@dataclass(frozen=True, eq=False)
+class Spec:
+    name: str
+    channels: int
+    positions: int  # window elements per channel (k_h * k_w)
+    weights: np.ndarray  # (channels, positions) integers of weight_type
+    in_type: IntType
+    weight_type: IntType
+    out_type: IntType
+    thresholds: np.ndarray | None = None  # (channels, levels) ascending, accumulator domain
+    out_base: int = 0  # output value when no threshold is reached (int outputs)
+    vectors: int = 1  # output pixels per frame
+    pe: int = 1  # channels per stream word
+
+    def __post_init__(self):
+        n = self.name
+        for what in ("channels", "positions", "vectors", "pe"):
+            check_positive(n, getattr(self, what), what)
+        w = np.asarray(self.weights, dtype=np.int64)
+        object.__setattr__(self, "weights", w)
+        if w.shape != (self.channels, self.positions):
+            raise SpecError(f"weights have shape {w.shape}, expected (channels, positions) = "
+                            f"({self.channels}, {self.positions})", where=n,
+                            hint="one row of k_h * k_w weights per channel, (kh, kw) order")
+        if not memo_on_array(w, ("fits", self.weight_type), lambda: self.weight_type.contains(w)):
+            raise SpecError(f"weights do not fit {self.weight_type}", where=n)
+        check_divides(n, self.pe, self.channels, "PE", "channels")
+        lo, hi = self.acc_range
+        if self.thresholds is None:
+            if not self.out_type.contains([lo, hi]) or self.out_type.bipolar:
+                raise SpecError(f"accumulator range [{lo}, {hi}] does not fit the output "
+                                f"type {self.out_type}", where=n,
+                                hint=f"use {self.acc_type} or wider")
+            return
+        t = np.asarray(self.thresholds, dtype=np.int64)
+        if t.ndim != 2 or t.shape[0] != self.channels or t.shape[1] < 1:
+            raise SpecError(f"thresholds have shape {t.shape}, expected ({self.channels}, "
+                            f"levels) with levels >= 1", where=n)
+        if np.any(np.diff(t, axis=1) < 0):
+            raise SpecError("thresholds must be ascending in each channel", where=n,
+                            hint="sort each row; a descending row means a negative scale")
+        t = np.clip(t, lo, hi + 1)  # beyond the reachable range they are all alike
+        object.__setattr__(self, "thresholds", t)
+        levels = t.shape[1]
+        if not (self.out_type.contains(self._level(0))
+                and self.out_type.contains(self._level(levels))):
+            raise SpecError(f"{levels} thresholds from base {self.out_base} do not fit the "
+                            f"output type {self.out_type}", where=n,
+                            hint="a bipolar output takes exactly one threshold per channel"
+                            if self.out_type.bipolar else "widen the output type")
+
+    def _level(self, count):
+        return 2 * count - 1 if self.out_type.bipolar else self.out_base + count
+
+    # ---- stream view ---------------------------------------------------------
+    @property
+    def in_elems(self) -> int:
+        return self.vectors * self.positions * self.channels
+
+    @property
+    def out_elems(self) -> int:
+        return self.vectors * self.channels
+
+    @property
+    def in_lanes(self) -> int:
+        return self.pe
+
+    @property
+    def out_lanes(self) -> int:
+        return self.pe
+
+    @property
+    def nf(self) -> int:
+        return self.channels // self.pe
+
+    def cycles(self) -> int:
+        return self.vectors * self.positions * self.nf
+
+    # ---- derived widths ------------------------------------------------------
+    @property
+    def xnor(self) -> bool:
+        return self.in_type.bipolar and self.weight_type.bipolar
+
+    @property
+    def acc_range(self) -> tuple[int, int]:
+        """Exact reachable accumulator range over all channels for inputs of in_type."""
+        lo, hi = acc_bounds(self.weights, self.in_type)  # per channel, over its positions
+        return int(lo.min()), int(hi.max())
+
+    @property
+    def acc_type(self) -> IntType:
+        return smallest_type(*self.acc_range)
+
+    @property
+    def levels(self) -> int:
+        return 0 if self.thresholds is None else int(self.thresholds.shape[1])
+
+
+def reference(spec: Spec, x: np.ndarray) -> np.ndarray:
+    s = spec
+    frames = x.shape[0]
+    v = np.asarray(x, dtype=np.int64).reshape(frames, s.vectors, s.positions, s.channels)
+    acc = np.einsum("fvpc,cp->fvc", v, s.weights)
+    out = acc if s.thresholds is None else s._level(multithreshold(acc, s.thresholds))
+    return out.reshape(frames, s.out_elems).astype(np.int64)
+
+
+# ---- hardware ---------------------------------------------------------------------
+
+
+class Component(wiring.Component):
+    """Stall-all pipeline: accept + weight read (S0) -> products (S1) -> accumulate,
+    activate (S2) -> output register.
+
+    Every stage register and memory read port advances only when the output register
+    can take a value (``~o.valid | o.ready``), so nothing is dropped or duplicated under
+    backpressure; one input word is taken per cycle.
+    """
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        super().__init__({
+            "i": In(lane_stream(spec.in_type, spec.pe)),
+            "o": Out(lane_stream(spec.out_type, spec.pe)),
+        })
+
+    def _hw_thresholds(self) -> np.ndarray:
+        """Thresholds in the hardware's accumulator domain: the XNOR count when bipolar."""
+        s = self.spec
+        t = s.thresholds
+        if s.xnor:  # 2P - positions >= T  <=>  P >= ceil((T + positions) / 2)
+            t = np.clip(-((-(t + s.positions)) // 2), 0, s.positions + 1)
+        return t
+
+    def _acc_shape(self):
+        s = self.spec
+        return unsigned((s.positions + 1).bit_length()) if s.xnor else lane_shape(s.acc_type)
+
+    def elaborate(self, platform):
+        s = self.spec
+        m = Module()
+        nf, pe = s.nf, s.pe
+        acc_shape = self._acc_shape()
+        acc_layout = data.ArrayLayout(acc_shape, pe)
+
+        advance = Signal()
+        accept = Signal()
+        m.d.comb += [
+            advance.eq(~self.o.valid | self.o.ready),
+            self.i.ready.eq(advance),
+            accept.eq(self.i.valid & advance),
+        ]
+
+        # ---- S0: counters, weight address ----------------------------------------
+        word = Signal(range(max(nf, 2)))
+        position = Signal(range(max(s.positions, 2)))
+        waddr = Signal(range(max(nf * s.positions, 2)))
+        last_word = word == nf - 1
+        with m.If(accept):
+            m.d.sync += [word.eq(Mux(last_word, 0, word + 1)),
+                         waddr.eq(Mux(waddr == nf * s.positions - 1, 0, waddr + 1))]
+            with m.If(last_word):
+                m.d.sync += position.eq(Mux(position == s.positions - 1, 0, position + 1))
+
+        wbits = 1 if s.weight_type.bipolar else s.weight_type.bits
+        w_shape = unsigned(1) if s.weight_type.bipolar else lane_shape(s.weight_type)
+        # word position * nf + g holds group g's pe weights at that position, in input order
+        tiles = s.weight_type.encode(s.weights.T).reshape(s.positions * nf, pe)
+        m.submodules.weights = wmem = Memory(shape=unsigned(pe * wbits),
+                                             depth=s.positions * nf,
+                                             init=pack_words(tiles, wbits))
+        wport = wmem.read_port(domain="sync")
+        m.d.comb += [wport.addr.eq(waddr), wport.en.eq(advance)]
+        w1 = data.ArrayLayout(w_shape, pe)(wport.data)
+
+        # ---- S1: the accepted word and its weights: products ---------------------
+        v1, first1, last1 = Signal(), Signal(), Signal()
+        word1 = Signal.like(word)
+        x1 = Signal(lane_layout(s.in_type, pe))
+        with m.If(advance):
+            m.d.sync += v1.eq(accept)
+            with m.If(accept):
+                m.d.sync += [x1.eq(self.i.payload), first1.eq(position == 0),
+                             last1.eq(position == s.positions - 1), word1.eq(word)]
+        products = []
+        for lane in range(pe):
+            xv, wv = x1[lane], w1[lane]
+            if s.xnor:
+                products.append(~(xv ^ wv))
+            elif s.weight_type.bipolar:
+                products.append(Mux(wv, xv, -xv))
+            elif s.in_type.bipolar:
+                products.append(Mux(xv, wv, -wv))
+            else:
+                products.append(xv * wv)
+
+        # ---- S2: accumulate, activate, emit --------------------------------------
+        v2, first2, last2 = Signal(), Signal(), Signal()
+        product2 = Signal(acc_layout)  # each product lies in the accumulator range
+        with m.If(advance):
+            m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1)]
+            m.d.sync += [product2[lane].eq(p) for lane, p in enumerate(products)]
+
+        running = Signal(acc_layout)  # the running sums of S2's word
+        updated = Signal(acc_layout)
+        write = Signal()
+        m.d.comb += write.eq(advance & v2)
+        if nf <= REGISTER_WORDS:
+            # a queue of the nf running words, S2's word at the head: a memory read
+            # in the cycle its word is written (nf == 1) would see the old value
+            queue = [Signal(acc_layout, name=f"running_{k}") for k in range(nf)]
+            m.d.comb += running.eq(queue[0])
+            with m.If(write):
+                m.d.sync += [a.eq(b) for a, b in zip(queue, queue[1:])]
+                m.d.sync += queue[-1].eq(updated)
+        else:
+            m.submodules.running = rmem = Memory(shape=unsigned(acc_layout.size), depth=nf,
+                                                 init=[])
+            rport = rmem.read_port(domain="sync")
+            wport_r = rmem.write_port()
+            word2 = Signal.like(word)
+            with m.If(advance):
+                m.d.sync += word2.eq(word1)
+            m.d.comb += [
+                rport.addr.eq(word1), rport.en.eq(advance), running.eq(rport.data),
+                wport_r.addr.eq(word2), wport_r.data.eq(updated), wport_r.en.eq(write),
+            ]
+        for lane in range(pe):
+            m.d.comb += updated[lane].eq(Mux(first2, 0, running[lane]) + product2[lane])
+
+        y = Signal(lane_layout(s.out_type, pe))
+        if s.thresholds is None:
+            for lane in range(pe):
+                acc = updated[lane]
+                m.d.comb += y[lane].eq(acc * 2 - s.positions if s.xnor else acc)
+        else:
+            t_hw = self._hw_thresholds()
+            thr_type = smallest_type(min(int(t_hw.min()), 0), int(t_hw.max()))
+            row_bits = s.levels * thr_type.bits
+            m.submodules.thresholds = tmem = Memory(
+                shape=unsigned(pe * row_bits), depth=nf,
+                init=pack_words(thr_type.encode(t_hw).reshape(nf, -1), thr_type.bits))
+            tport = tmem.read_port(domain="sync")  # read with S1's word, used in S2
+            m.d.comb += [tport.addr.eq(word1), tport.en.eq(advance)]
+            thr_layout = data.ArrayLayout(lane_shape(thr_type), s.levels)
+            for lane in range(pe):
+                row = thr_layout(tport.data[lane * row_bits:(lane + 1) * row_bits])
+                count = adder_tree([updated[lane] >= row[k] for k in range(s.levels)])
+                if s.out_type.bipolar:
+                    m.d.comb += y[lane].eq(count)
+                else:
+                    m.d.comb += y[lane].eq(count + Const(s.out_base,
+                                                         signed(s.out_type.bits + 1)))
+
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(v2 & last2)
+            with m.If(v2 & last2):
+                m.d.sync += self.o.payload.eq(y)
+        return m
+
+
+def fold_options(spec: Spec) -> list[dict]:
+    return [{"pe": pe} for pe in divisors(spec.channels)]
+
+
+def fill_words(spec: Spec) -> int:
+    """A whole window, then the product, accumulate and output registers."""
+    return spec.positions * spec.nf + 3
+
+
+def estimate(spec: Spec, family: str) -> Cost:
+    s = spec
+    acc_bits = (s.positions + 1).bit_length() if s.xnor else s.acc_type.bits  # as built
+    wbits = 1 if s.weight_type.bipolar else s.weight_type.bits
+    depth = s.positions * s.nf
+    lut = dsp = 0
+    if not s.xnor:  # an XNOR bit merges into the counter's LUTs
+        ml, md = mult_cost(s.in_type.bits, wbits, family, constant_weights=depth == 1)
+        lut += s.pe * ml
+        dsp += s.pe * md
+    lut += s.pe * adder_luts(acc_bits, family)  # accumulator (the restart merges into it)
+    # stage registers: input word, products, output word; counters and valid bits
+    ff = (s.pe * (s.in_type.bits + acc_bits + s.out_type.bits) + 6
+          + max(1, s.nf.bit_length()) * 3 + max(1, s.positions.bit_length())
+          + max(1, depth.bit_length()))
+    wl, wf, wb = memory(s.pe * wbits, depth, family, writable=False)
+    lut, ff, bram = lut + wl, ff + wf, wb
+    if s.nf <= REGISTER_WORDS:
+        ff += s.nf * s.pe * acc_bits
+    else:
+        rl, rf, rb = memory(s.pe * acc_bits, s.nf, family)
+        lut, ff, bram = lut + rl, ff + rf, bram + rb
+    if s.thresholds is not None:
+        t_bits = acc_bits  # thresholds are clipped to the reachable accumulator range
+        lut += s.pe * s.levels * compare_luts(acc_bits, family)
+        tl, tf, tb = memory(s.pe * s.levels * t_bits, s.nf, family, writable=False)
+        lut, ff, bram = lut + tl, ff + tf, bram + tb
+    lut += 20  # control
+    return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=bram, dsp=dsp)
