@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__, boards, gen_budget, passes
-from .errors import BuildDirError, FpgagenError
+from .errors import BuildDirError, FoldingError, FpgagenError
 from .estimate_graph import graph_report
 from .frontend import load_model, lower
 from .hw.emit import TOP_NAME, verilog_text
@@ -52,8 +52,12 @@ def _stage(name: str, timings: dict, progress: Callable[[str], None] | None):
 
 
 def compile_graph(model_path, *, board: boards.Board, target_fps=None, clock_mhz=None,
-                  timings=None, progress=None) -> Graph:
-    """Load, lower and run the pass pipeline: the folded graph, ready to emit."""
+                  fit: bool = False, folding: dict | None = None, timings=None,
+                  progress=None) -> Graph:
+    """Load, lower and run the pass pipeline: the folded graph, ready to emit.
+
+    ``folding``: per-node overrides ({node: {field: value}}, see ``read_folding``).
+    """
     timings = {} if timings is None else timings
     with _stage("load", timings, progress):
         model = load_model(model_path)
@@ -62,19 +66,42 @@ def compile_graph(model_path, *, board: boards.Board, target_fps=None, clock_mhz
     for name, fn in passes.PIPELINE:
         with _stage(name, timings, progress):
             if name == "fold":
-                graph, _ = fn(graph, board=board, target_fps=target_fps, clock_mhz=clock_mhz)
+                graph, _ = fn(graph, board=board, target_fps=target_fps, clock_mhz=clock_mhz,
+                              fit=fit, overrides=folding)
+                chosen = passes.fold.folding_of(graph)  # before converters and FIFOs
             else:
                 graph, _ = fn(graph)
     meta = dict(graph.meta, board=board.name, clock_mhz=clock_mhz or board.clock_mhz,
-                target_fps=target_fps)
+                target_fps=target_fps, folding=chosen)
     return graph.replace(meta=meta)
+
+
+def read_folding(path: str | os.PathLike) -> dict:
+    """A folding file: ``{"node": {"pe": 4, "simd": 8}, ...}`` (``OUT/folding.json`` of a
+    build has this form; ``{"nodes": {...}}`` is accepted too)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise FoldingError(f"cannot read folding file '{path}': {e.strerror}") from None
+    except ValueError as e:
+        raise FoldingError(f"folding file '{path}' is not JSON: {e}") from None
+    if isinstance(doc, dict) and isinstance(doc.get("nodes"), dict):
+        doc = doc["nodes"]
+    if not isinstance(doc, dict):
+        raise FoldingError(f"folding file '{path}' must hold an object of nodes",
+                           hint='e.g. {"mvau0": {"pe": 4, "simd": 8}}')
+    return doc
 
 
 def build(model: str | os.PathLike, out: str | os.PathLike, *, board: str = boards.DEFAULT,
           target_fps: float | None = None, clock_mhz: float | None = None,
+          fit: bool = False, folding: str | os.PathLike | dict | None = None,
           force: bool = False, progress: Callable[[str], None] | None = _stderr
           ) -> BuildResult:
+    """Build ``model`` into ``out``; see docs/cli.md. ``folding``: a folding file or dict."""
     out = Path(out)
+    if folding is not None and not isinstance(folding, dict):
+        folding = read_folding(folding)
     the_board = boards.get(board)
     if clock_mhz is not None and not clock_mhz > 0:
         raise FpgagenError(f"--clock-mhz must be positive, not {clock_mhz}")
@@ -85,7 +112,7 @@ def build(model: str | os.PathLike, out: str | os.PathLike, *, board: str = boar
         raise BuildDirError(f"output path '{out}' exists and is not a directory")
     timings: dict = {}
     graph = compile_graph(model, board=the_board, target_fps=target_fps, clock_mhz=clock_mhz,
-                          timings=timings, progress=progress)
+                          fit=fit, folding=folding, timings=timings, progress=progress)
     gen_budget.check(graph, the_board.family)  # refuse up front, not by an OOM kill later
     with _stage("verilog", timings, progress):
         text = verilog_text(graph)
@@ -100,6 +127,7 @@ def build(model: str | os.PathLike, out: str | os.PathLike, *, board: str = boar
             f"rtl/{TOP_NAME}.v": text,
             **project,
             "graph.json": graph.to_json(),
+            "folding.json": json.dumps(graph.meta["folding"], indent=1) + "\n",
             "report.json": json.dumps(report, indent=1) + "\n",
             "timings.json": json.dumps(timings, indent=1) + "\n",
             MARKER: json.dumps({"format": 1, "fpgagen": __version__,

@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--target-fps", type=_positive_float,
                    help="frames/s to meet (default: fastest folding that fits the board)")
     b.add_argument("--clock-mhz", type=_positive_float, help="clock (default: board's)")
+    b.add_argument("--fit", action="store_true",
+                   help="fastest folding whose estimate fits the whole board")
+    b.add_argument("--folding", metavar="FILE.json",
+                   help="per-node PE/SIMD overrides (the form of OUT/folding.json)")
     b.add_argument("--force", action="store_true", help="replace an existing OUT")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
@@ -71,7 +75,8 @@ def _run(args) -> int:
         # stderr; the result does not depend on it, and the error contract is one line.
         with np.errstate(all="ignore"):
             build(args.model, args.out, board=args.board, target_fps=args.target_fps,
-                  clock_mhz=args.clock_mhz, force=args.force,
+                  clock_mhz=args.clock_mhz, fit=args.fit, folding=args.folding,
+                  force=args.force,
                   progress=None if args.quiet else
                   (lambda msg: print(msg, file=sys.stderr, flush=True)))
         return 0

@@ -102,8 +102,10 @@ def _lane_bits(spec) -> int:
     return getattr(spec, "pe", 1) * getattr(spec, "simd", 1)
 
 
-def fold_to_fit(graph: Graph, board) -> Graph:
-    """Fastest folding whose estimate fits the board's share (the default)."""
+def fold_to_fit(graph: Graph, board, lut_share: float = BOARD_SHARE_LUT,
+                bram_share: float = BOARD_SHARE_BRAM) -> Graph:
+    """Fastest folding whose estimate fits the board's share (the default: half its LUTs;
+    ``--fit``: all of them)."""
     family = board.family
     slowest = max(nodes.estimate(n.spec, family).cycles for n in graph.nodes)
     fastest = min_cycles(graph, family)
@@ -118,15 +120,65 @@ def fold_to_fit(graph: Graph, board) -> Graph:
         lut = sum(c.lut for c in costs)
         bram = sum(c.bram18 for c in costs)
         wide = max(_lane_bits(n.spec) for n in folded.nodes)
-        if (lut <= BOARD_SHARE_LUT * board.lut and bram <= BOARD_SHARE_BRAM * board.bram18
+        if (lut <= lut_share * board.lut and bram <= bram_share * board.bram18
                 and wide <= MAX_LANE_BITS):
             return folded
     return fold_for_cycles(graph, slowest, family)
 
 
 def apply(graph: Graph, *, board, target_fps: float | None = None,
-          clock_mhz: float | None = None) -> tuple[Graph, bool]:
+          clock_mhz: float | None = None, fit: bool = False,
+          overrides: dict | None = None) -> tuple[Graph, bool]:
+    """Fold for ``target_fps``, for the whole board (``fit``), or by default; then apply
+    the user's per-node ``overrides`` ({node name: {field: value}})."""
+    folded, changed = _choose(graph, board, target_fps, clock_mhz, fit)
+    return apply_overrides(folded, overrides or {}), changed
+
+
+def apply_overrides(graph: Graph, overrides: dict) -> Graph:
+    """Replace folding fields of named nodes, with the kinds' own validation."""
+    by_name = {n.name: n for n in graph.nodes}
+    new = dict(by_name)
+    for name, fields in overrides.items():
+        node = by_name.get(name)
+        if node is None:
+            shown = ", ".join(sorted(by_name)[:20])
+            raise FoldingError(f"the folding file names node '{name}', which this graph "
+                               "does not have", hint=f"nodes: {shown}")
+        module = nodes.module_for(node.spec)
+        allowed = set().union(*(opt.keys() for opt in module.fold_options(node.spec))) \
+            if hasattr(module, "fold_options") else set()
+        if not isinstance(fields, dict) or not fields:
+            raise FoldingError(f"the folding of node '{name}' must be an object such as "
+                               f"{{\"pe\": 2}}", hint=f"fields: {', '.join(sorted(allowed))}")
+        for key, value in fields.items():
+            if key not in allowed:
+                raise FoldingError(f"node '{name}' ({node.kind}) has no folding field "
+                                   f"'{key}'", hint=f"fields: {', '.join(sorted(allowed))}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise FoldingError(f"{key} of node '{name}' must be a positive integer, "
+                                   f"not {value!r}")
+        new[name] = dataclasses.replace(node, spec=dataclasses.replace(node.spec, **fields))
+    return graph.replace(nodes=tuple(new[n.name] for n in graph.nodes))
+
+
+def folding_of(graph: Graph) -> dict:
+    """The folding fields of every node, as a folding file holds them."""
+    out = {}
+    for node in graph.nodes:
+        module = nodes.module_for(node.spec)
+        if hasattr(module, "fold_options"):
+            keys = sorted(set().union(*(o.keys() for o in module.fold_options(node.spec))))
+            out[node.name] = {k: getattr(node.spec, k) for k in keys}
+    return out
+
+
+def _choose(graph, board, target_fps, clock_mhz, fit) -> tuple[Graph, bool]:
     clock = clock_mhz or board.clock_mhz
+    if fit and target_fps is not None:
+        raise FoldingError("give either --target-fps or --fit, not both")
+    if fit:
+        return fold_to_fit(graph, board, lut_share=1.0, bram_share=1.0), True
     if target_fps is not None:
         if not target_fps > 0:
             raise FoldingError(f"--target-fps must be positive, not {target_fps}")
