@@ -1,9 +1,11 @@
 """Benchmark: generation time, Verilog size, simulator build time, peak memory, simulation
-speed, and measured against estimated cycles per frame, for BNN-PYNQ MLPs at several
-foldings. Prints a markdown table (and writes it with --out).
+speed, and measured against estimated cycles per frame, for BNN-PYNQ MLPs and model files
+(by default the digits CNN example) at several foldings. Prints a markdown table (and
+writes it with --out).
 
-    python bench/run.py                              # TFC/SFC/LFC-1w1a, three foldings each
-    python bench/run.py --nets tfc_1w1a --frames 50  # a quick look
+    python bench/run.py                              # TFC/SFC/LFC-1w1a + digits CNN, 3 foldings
+    python bench/run.py --nets tfc_1w1a --models "" --frames 50  # a quick look
+    python bench/run.py --nets "" --models my.onnx   # any QONNX file
 
 Each stage runs in its own process so that its peak memory (max RSS, the largest of
 the process and its children, e.g. Verilator and the C++ compiler) is its own. The
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODELS = (ROOT / "examples" / "digits_cnn" / "digits_cnn.onnx",)
 
 #: (label, build options). "fit" is the default folding (fastest that fits the board).
 FOLDINGS = (
@@ -112,7 +115,10 @@ def table(rows: list[dict]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nets", default="tfc_1w1a,sfc_1w1a,lfc_1w1a")
+    parser.add_argument("--nets", default="tfc_1w1a,sfc_1w1a,lfc_1w1a",
+                        help="BNN-PYNQ zoo networks, exported with seeded weights")
+    parser.add_argument("--models", default=",".join(map(str, DEFAULT_MODELS)),
+                        help="QONNX model files, benched as they are (row name: file stem)")
     parser.add_argument("--frames", type=int, default=200, help="frames per simulation")
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args()
@@ -120,8 +126,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fpgagen-bench-") as tmp:
         work = Path(tmp)
         os.environ.pop("FPGAGEN_SIM_CACHE", None)  # each build directory's own cache
-        for name in args.nets.split(","):
-            model = export(name, work)
+        models = [(name, export(name, work)) for name in filter(None, args.nets.split(","))]
+        models += [(Path(f).stem, Path(f)) for f in filter(None, args.models.split(","))]
+        for name, model in models:
             for label, options in FOLDINGS:
                 row = bench_one(name, model, label, options, args.frames, work)
                 rows.append(row)
