@@ -112,3 +112,19 @@ def test_hardware_on_held_out_digits_through_the_cli(held_out, tmp_path):
     assert est < measured <= est + (head.nf - 1) * head.sf, (measured, est)
     pytest.xfail(f"measured {measured:g} cycles/frame vs {est} estimated: the head MVAU "
                  f"({head.nf} output folds) replays its input after its producer's frame")
+
+
+@pytest.mark.slow
+def test_retrain_reproduces_committed_weights(cnn, held_out):
+    """train.py's recipe gives back the committed weights (single-threaded, seeded)."""
+    import torch
+
+    trained = zoo.digits_cnn(train=True)
+    info = json.loads((EX / "digits_cnn.json").read_text())
+    x_test, y_test = held_out
+    accuracy = float((zoo.torch_forward(trained, x_test).argmax(1) == y_test).mean())
+    assert accuracy == pytest.approx(info["test_accuracy"], abs=1e-6)
+    a, b = trained.state_dict(), cnn.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
