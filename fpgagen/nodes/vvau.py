@@ -38,7 +38,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..dtypes import IntType, smallest_type
 from ..errors import SpecError
-from ..estimate import adder_luts, compare_luts, memory, mult_cost
+from ..estimate import adder_luts, compare_luts, lut_inputs, memory, mult_cost
 from ..hw.primitives import adder_tree, pack_words
 from .base import (
     Cost,
@@ -183,14 +183,6 @@ class Component(wiring.Component):
             "o": Out(lane_stream(spec.out_type, spec.pe)),
         })
 
-    def _hw_thresholds(self) -> np.ndarray:
-        """Thresholds in the hardware's accumulator domain: the XNOR count when bipolar."""
-        s = self.spec
-        t = s.thresholds
-        if s.xnor:  # 2P - positions >= T  <=>  P >= ceil((T + positions) / 2)
-            t = np.clip(-((-(t + s.positions)) // 2), 0, s.positions + 1)
-        return t
-
     def _acc_shape(self):
         s = self.spec
         return unsigned((s.positions + 1).bit_length()) if s.xnor else lane_shape(s.acc_type)
@@ -293,12 +285,10 @@ class Component(wiring.Component):
                 acc = updated[lane]
                 m.d.comb += y[lane].eq(acc * 2 - s.positions if s.xnor else acc)
         else:
-            t_hw = self._hw_thresholds()
-            thr_type = smallest_type(min(int(t_hw.min()), 0), int(t_hw.max()))
+            thr_type, words = threshold_words(s)
             row_bits = s.levels * thr_type.bits
-            m.submodules.thresholds = tmem = Memory(
-                shape=unsigned(pe * row_bits), depth=nf,
-                init=pack_words(thr_type.encode(t_hw).reshape(nf, -1), thr_type.bits))
+            m.submodules.thresholds = tmem = Memory(shape=unsigned(pe * row_bits), depth=nf,
+                                                    init=words)
             tport = tmem.read_port(domain="sync")  # read with S1's word, used in S2
             m.d.comb += [tport.addr.eq(word1), tport.en.eq(advance)]
             thr_layout = data.ArrayLayout(lane_shape(thr_type), s.levels)
@@ -318,6 +308,27 @@ class Component(wiring.Component):
         return m
 
 
+def threshold_words(spec: Spec) -> tuple[IntType, list[int]]:
+    """The thresholds as the hardware holds them: their type, and one memory word per
+    channel group (channel ``g * pe + l``'s row in field ``l``), in the accumulator's
+    domain (the XNOR count ``P`` when bipolar: ``2P - positions >= T`` <=>
+    ``P >= ceil((T + positions) / 2)``)."""
+    s = spec
+    t = s.thresholds
+    if s.xnor:
+        t = np.clip(-((-(t + s.positions)) // 2), 0, s.positions + 1)
+    thr_type = smallest_type(min(int(t.min()), 0), int(t.max()))
+    return thr_type, pack_words(thr_type.encode(t).reshape(s.nf, -1), thr_type.bits)
+
+
+def _varying_bits(words: list[int], width: int) -> int:
+    """Bits of a ROM that differ between its words: the others are constants in logic."""
+    same = ~0
+    for w in words[1:]:
+        same &= ~(w ^ words[0])
+    return width - bin(same & ((1 << width) - 1)).count("1")
+
+
 def fold_options(spec: Spec) -> list[dict]:
     return [{"pe": pe} for pe in divisors(spec.channels)]
 
@@ -328,6 +339,7 @@ def fill_words(spec: Spec) -> int:
 
 
 def estimate(spec: Spec, family: str) -> Cost:
+    """Cycles exactly; resources calibrated against Yosys on xc7 (docs/report.md)."""
     s = spec
     acc_bits = (s.positions + 1).bit_length() if s.xnor else s.acc_type.bits  # as built
     wbits = 1 if s.weight_type.bipolar else s.weight_type.bits
@@ -350,9 +362,37 @@ def estimate(spec: Spec, family: str) -> Cost:
         rl, rf, rb = memory(s.pe * acc_bits, s.nf, family)
         lut, ff, bram = lut + rl, ff + rf, bram + rb
     if s.thresholds is not None:
-        t_bits = acc_bits  # thresholds are clipped to the reachable accumulator range
-        lut += s.pe * s.levels * compare_luts(acc_bits, family)
-        tl, tf, tb = memory(s.pe * s.levels * t_bits, s.nf, family, writable=False)
-        lut, ff, bram = lut + tl, ff + tf, bram + tb
+        lut += s.pe * _activation_luts(s, acc_bits, family)
+        lut, ff, bram = (a + b for a, b in zip((lut, ff, bram),
+                                               _threshold_memory(s, family)))
     lut += 20  # control
     return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=bram, dsp=dsp)
+
+
+def _activation_luts(s: Spec, acc_bits: int, family: str) -> int:
+    """One channel's comparisons and the tree counting them (and adding the base).
+
+    Measured on xc7 (11-bit accumulators, 15 thresholds): a comparison with a constant
+    (one channel group) takes about a LUT per LUT-input's worth of bits, one with a
+    threshold read from memory the carry chain of ``compare_luts``.
+    """
+    if s.nf == 1:
+        compare = -(-acc_bits // lut_inputs(family))
+    else:
+        compare = compare_luts(acc_bits, family)
+    count = (s.levels - 1) * adder_luts(s.levels.bit_length(), family) // 2
+    return s.levels * compare + count + adder_luts(s.out_type.bits, family)
+
+
+def _threshold_memory(s: Spec, family: str) -> tuple[int, int, float]:
+    """(luts, ffs, bram18) of the threshold memory: outside block RAM only the bits that
+    differ between channel groups cost logic and a read register, which Yosys keeps."""
+    thr_type, words = memo_on_array(s.thresholds, ("vvau_words", s.xnor, s.positions, s.pe),
+                                    lambda: threshold_words(s))
+    width = s.pe * s.levels * thr_type.bits
+    lut, ff, bram = memory(width, s.nf, family, writable=False)
+    if bram:
+        return lut, ff, bram
+    varying = memo_on_array(s.thresholds, ("vvau_varying", s.xnor, s.positions, s.pe),
+                            lambda: _varying_bits(words, width))
+    return memory(varying, s.nf, family, writable=False)
