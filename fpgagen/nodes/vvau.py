@@ -339,7 +339,10 @@ def fill_words(spec: Spec) -> int:
 
 
 def estimate(spec: Spec, family: str) -> Cost:
-    """Cycles exactly; resources calibrated against Yosys on xc7 (docs/report.md)."""
+    """Cycles exactly (one word per cycle). Resources: against Yosys on xc7, over eight
+    4-, 8-bit and XNOR configurations (1 to 32 channels per word), LUTs came out within
+    -23%..+37% and flip-flops within -0%..+96% (the threshold read register is at times
+    merged into the address)."""
     s = spec
     acc_bits = (s.positions + 1).bit_length() if s.xnor else s.acc_type.bits  # as built
     wbits = 1 if s.weight_type.bipolar else s.weight_type.bits
