@@ -6,6 +6,9 @@
   ``TruncAvgPool2d`` global pooling, scaled down to simulate in seconds. The block is
   written out here (equivalent to ``QuantBasicBlock``) without its QuantTensor
   assertion, which the dynamo exporter cannot trace.
+* ``small_mobilenet()``: MobileNet's depthwise-separable blocks (a 3x3 depthwise
+  convolution, BatchNorm, ReLU, then a 1x1 pointwise convolution), strides 1 and 2, at
+  4w4a, ending in global average pooling and a linear head.
 * ``resnet18_4w4a()``: the full network from brevitas_examples with an input quantizer
   in front (the original assumes 8-bit inputs and has none).
 
@@ -85,6 +88,38 @@ def small_resnet(*, seed: int = 0, size: int = 8, channels=(8, 16), bits: int = 
 
     model = SmallResNet()
     return _finish(model, (1, 3, size, size), seed, calib_samples, "small_resnet")
+
+
+def small_mobilenet(*, seed: int = 0, size: int = 8, channels=(8, 16), bits: int = 4,
+                    calib_samples: int = 32):
+    """A two-block depthwise-separable network at ``bits``w``bits``a."""
+    import torch
+    from brevitas import nn as qnn
+    from brevitas.quant import TruncTo8bit
+    from torch import nn
+
+    torch.manual_seed(seed)
+    conv = dict(bias=False, weight_bit_width=bits)
+
+    def act():
+        return qnn.QuantReLU(bit_width=bits, return_quant_tensor=True)
+
+    def separable(cin, cout, stride):
+        return [qnn.QuantConv2d(cin, cin, 3, stride=stride, padding=1, groups=cin, **conv),
+                nn.BatchNorm2d(cin), act(),
+                qnn.QuantConv2d(cin, cout, 1, **conv), nn.BatchNorm2d(cout), act()]
+
+    c1, c2 = channels
+    model = nn.Sequential(
+        qnn.QuantIdentity(bit_width=8, return_quant_tensor=True),
+        qnn.QuantConv2d(3, c1, 3, padding=1, bias=False, weight_bit_width=8),
+        nn.BatchNorm2d(c1), act(),
+        *separable(c1, c1, 1), *separable(c1, c2, 2),
+        qnn.TruncAvgPool2d(kernel_size=size // 2, trunc_quant=TruncTo8bit,
+                           float_to_int_impl_type="FLOOR"),
+        nn.Flatten(),
+        qnn.QuantLinear(c2, 10, bias=True, weight_bit_width=8))
+    return _finish(model, (1, 3, size, size), seed, calib_samples, "small_mobilenet")
 
 
 def resnet18_4w4a(*, seed: int = 0, calib_samples: int = 8):

@@ -4,6 +4,7 @@ golden model against Brevitas, bad input, and whole networks as Verilog in cocot
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import onnx
@@ -106,13 +107,18 @@ def _conv(x, w, attrs):
     pt, pl, pb, pr = attrs.get("pads", [0, 0, 0, 0])
     sh, sw = attrs.get("strides", [1, 1])
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    oc, _, kh, kw = w.shape
+    oc, cpg, kh, kw = w.shape  # channels per group
+    groups = x.shape[1] // cpg
+    opg = oc // groups
     oh, ow = (xp.shape[2] - kh) // sh + 1, (xp.shape[3] - kw) // sw + 1
     out = np.zeros((1, oc, oh, ow), np.float32)
-    for i in range(oh):
-        for j in range(ow):
-            win = xp[0, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
-            out[0, :, i, j] = np.tensordot(w, win, axes=([1, 2, 3], [0, 1, 2]))
+    for g in range(groups):
+        wg = w[g * opg:(g + 1) * opg]
+        for i in range(oh):
+            for j in range(ow):
+                win = xp[0, g * cpg:(g + 1) * cpg, i * sh:i * sh + kh, j * sw:j * sw + kw]
+                out[0, g * opg:(g + 1) * opg, i, j] = np.tensordot(
+                    wg, win, axes=([1, 2, 3], [0, 1, 2]))
     return out
 
 
@@ -142,12 +148,25 @@ def test_golden_equals_the_onnx_semantics(conv, pool, size):
     model = tiny_cnn(conv=conv, pool=pool, size=size)
     graph = lower(model)
     kinds = [n.kind for n in graph.nodes]
-    assert kinds[:3] == ["sliding_window", "mvau", "sliding_window"] and "pool" in kinds
+    assert kinds[kinds.index("mvau") + 1:][:2] == ["sliding_window", "pool"]
     x = np.random.default_rng(1).uniform(-1, 1, size=(16, 3, *size)).astype(np.float32)
     want = onnx_reference(model, x)
     got = golden(graph, x)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     assert len(np.unique(got)) > 4  # the test sees varied outputs
+
+
+@pytest.mark.parametrize("conv", [
+    {"group": 4, "pads": [1, 1, 1, 1]},
+    {"group": 4, "kernel_shape": [3, 2], "strides": [2, 1], "pads": [0, 1, 1, 0]},
+])
+def test_depthwise_golden_equals_the_onnx_semantics(conv):
+    model = tiny_cnn(conv=conv, channels=(4, 4), size=(7, 6))
+    graph = lower(model)
+    assert [n.kind for n in graph.nodes][:2] == ["sliding_window", "vvau"]
+    x = np.random.default_rng(4).uniform(-1, 1, size=(12, 4, 7, 6)).astype(np.float32)
+    np.testing.assert_allclose(golden(graph, x), onnx_reference(model, x), rtol=1e-5,
+                               atol=1e-5)
 
 
 def test_average_pool_with_counted_padding():
@@ -160,7 +179,7 @@ def test_average_pool_with_counted_padding():
 
 @pytest.mark.parametrize("conv,pool,pool_op,needle", [
     ({"dilations": [2, 2]}, {}, "MaxPool", "dilation"),
-    ({"group": 2, "pads": [1, 1, 1, 1]}, {}, "MaxPool", "grouped convolution"),
+    ({"group": 2, "pads": [1, 1, 1, 1]}, {}, "MaxPool", "grouped convolution (group=2)"),
     ({"auto_pad": "SAME_UPPER"}, {}, "MaxPool", "auto_pad"),
     ({}, {"ceil_mode": 1}, "MaxPool", "ceil_mode"),
     ({}, {"pads": [1, 1, 1, 1]}, "AveragePool", "count_include_pad"),
@@ -168,7 +187,7 @@ def test_average_pool_with_counted_padding():
 ])
 def test_unsupported_windows_are_named(conv, pool, pool_op, needle, tmp_path):
     model = tiny_cnn(conv=conv, pool=pool, pool_op=pool_op, channels=(4, 4))
-    with pytest.raises(FpgagenError, match=needle):
+    with pytest.raises(FpgagenError, match=re.escape(needle)):
         lower(model)
     proc = run_cli("build", "-q", str(save(model, tmp_path / "m.onnx")), "-o",
                    str(tmp_path / "out"))
@@ -196,14 +215,21 @@ def resnet():
     return zoo_cnn.small_resnet(seed=0)
 
 
+@pytest.fixture(scope="module")
+def mobilenet():
+    return zoo_cnn.small_mobilenet(seed=0)
+
+
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
-def test_small_resnet_golden_matches_brevitas(resnet, exporter, tmp_path):
-    path = zoo.export(resnet, tmp_path / "res.onnx", exporter=exporter)
+@pytest.mark.parametrize("net,kind,count", [("resnet", "add", 2), ("mobilenet", "vvau", 2)])
+def test_small_networks_golden_match_brevitas(net, kind, count, exporter, request, tmp_path):
+    model = request.getfixturevalue(net)
+    path = zoo.export(model, tmp_path / f"{net}.onnx", exporter=exporter)
     graph = lower(load_model(path))
     kinds = [n.kind for n in graph.nodes]
-    assert kinds.count("add") == 2 and "pool" in kinds
-    x = zoo.sample_inputs(resnet.input_shape, 48, seed=3)
-    want = zoo.torch_forward(resnet, x)
+    assert kinds.count(kind) == count and "pool" in kinds
+    x = zoo.sample_inputs(model.input_shape, 48, seed=3)
+    want = zoo.torch_forward(model, x)
     got = golden(graph, x)
     assert np.array_equal(got.argmax(1), want.argmax(1))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
@@ -233,16 +259,20 @@ def _build_and_sim(model_path, out, *build_args, count=20):
     return json.loads((out / "sim" / "results.json").read_text())
 
 
-def test_tiny_cnn_bit_exact_in_cocotb(tmp_path):
-    path = save(tiny_cnn(size=(6, 7)), tmp_path / "cnn.onnx")
+@pytest.mark.parametrize("conv", [{}, {"group": 4, "pads": [1, 1, 1, 1]}],
+                         ids=["dense", "depthwise"])
+def test_tiny_cnn_bit_exact_in_cocotb(conv, tmp_path):
+    path = save(tiny_cnn(conv=conv, channels=(4, 4), size=(6, 7)), tmp_path / "cnn.onnx")
     res = _build_and_sim(path, tmp_path / "out", count=30)
     assert res["frames"] == 30 and res["mismatches"] == 0
     est = res["estimated_cycles_per_frame"]
     assert abs(res["cycles_per_frame"] - est) <= 0.05 * est
 
 
-def test_small_resnet_bit_exact_in_cocotb(resnet, tmp_path):
-    path = zoo.export(resnet, tmp_path / "res.onnx", exporter="torchscript")
+@pytest.mark.parametrize("net", ["resnet", "mobilenet"])
+def test_small_networks_bit_exact_in_cocotb(net, request, tmp_path):
+    path = zoo.export(request.getfixturevalue(net), tmp_path / f"{net}.onnx",
+                      exporter="torchscript")
     res = _build_and_sim(path, tmp_path / "out", count=12)
     assert res["frames"] == 12 and res["mismatches"] == 0
     est = res["estimated_cycles_per_frame"]

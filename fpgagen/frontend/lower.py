@@ -29,7 +29,7 @@ from onnx import numpy_helper
 from ..dtypes import IntType, smallest_type
 from ..errors import ModelError, UnsupportedError, node_where
 from ..ir import Graph, HostOp, Node, Tensor
-from ..nodes import add, mvau, pool, swg, thresholding
+from ..nodes import add, mvau, pool, swg, thresholding, vvau
 from ..onnx_ops import ELEMENTWISE, F32, REGROUP, evaluate, supported, trunc_operands
 from . import layout
 from . import thresholds as thr
@@ -398,8 +398,11 @@ class _Lowering:
             quant = HostOp(quant.op, (None, scale, *quant.operands[2:]), quant.attrs, where)
         src = self.tensors[stream.tensor]
         producer = self.producer(stream.tensor)
-        fuse = (producer is not None and isinstance(producer.spec, mvau.Spec)
-                and producer.spec.thresholds is None and producer.spec.mh == channels
+        # a layer's accumulators (one row of weights per output channel) take the
+        # thresholds themselves
+        fuse = (producer is not None and isinstance(producer.spec, (mvau.Spec, vvau.Spec))
+                and producer.spec.thresholds is None
+                and producer.spec.weights.shape[0] == channels
                 and self.hw_input != stream.tensor)
         if fuse:
             w = producer.spec.weights
@@ -475,9 +478,13 @@ class _Lowering:
                                    "channel-major (NCHW) order", where=where)
         group = int(attrs.get("group", 1))
         oc, ic, kh, kw = qw.levels.shape
-        if group != 1:
+        depthwise = group == stream.shape[1] == oc and ic == 1 and group > 1
+        if group != 1 and not depthwise:
             raise UnsupportedError(f"grouped convolution (group={group}) is not supported",
-                                   where=where, hint="use group=1 convolutions")
+                                   where=where, hint="use group=1 or depthwise "
+                                                     "(group = input = output channels)")
+        if depthwise:
+            return self.depthwise(stream, qw, ins, attrs, node, where)
         if ic != stream.shape[1]:
             raise ModelError(f"input has {stream.shape[1]} channels but the weights expect "
                              f"{ic}", where=where)
@@ -493,6 +500,34 @@ class _Lowering:
                             else np.asarray(bias, F32).reshape(1, oc, 1, 1),
                             (1, oc, oh, ow), node, where)
         return out
+
+    def depthwise(self, stream, qw, ins, attrs, node, where):
+        """A depthwise convolution: a sliding window and a vector-vector unit."""
+        c, kh, kw = qw.levels.shape[0], qw.levels.shape[2], qw.levels.shape[3]
+        window = _window_attrs(attrs, (kh, kw), stream.shape, where)
+        src = self.tensors[stream.tensor]
+        source, oh, ow = self.add_window(stream, src, window, where, node.name)
+        sx = _linear_scale(stream.chain)
+        if sx is None:
+            raise UnsupportedError("the input of this layer is not a quantized tensor times "
+                                   "a per-tensor scale", where=where,
+                                   hint="put a quantizer directly before each quantized layer")
+        wscale = _per_output_scale(qw.scale.reshape(c, -1), where)
+        name = self.fresh("vvau")
+        probe = vvau.Spec(name, c, kh * kw, qw.levels.reshape(c, kh * kw), src.dtype, qw.dtype,
+                          IntType(64, True), vectors=oh * ow)
+        spec = dataclasses.replace(probe, out_type=probe.acc_type)
+        shape = (1, c, oh, ow)
+        out = _Stream(f"{name}_out", [], shape, layout.channels_last_order(shape), c)
+        self.add_node(spec, [source], Tensor(out.tensor, _stream_shape(out), spec.out_type),
+                      node.name)
+        chain = [HostOp("Mul", (None, (sx * wscale).astype(F32)), {}, name=where)]
+        if len(ins) > 2 and ins[2] is not None:
+            _check_finite(ins[2], where)
+            chain.append(HostOp("Add", (None, layout.stream_constant(
+                np.asarray(ins[2], F32).reshape(1, c, 1, 1), shape, out.order, c, where)),
+                {}, name=where))
+        return dataclasses.replace(out, chain=chain)
 
     def pool(self, op, stream, attrs, where, onnx_name):
         if not stream.channels_last or len(stream.shape) != 4:
@@ -573,6 +608,8 @@ class _Lowering:
         oh, ow = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
         if oh < 1 or ow < 1:
             raise ModelError(f"a {kh}x{kw} window does not fit the {h}x{w} input", where=where)
+        if (kh, kw, sh, sw) == (1, 1, 1, 1) and not any(window["pads"]):
+            return stream.tensor, oh, ow  # a pointwise window is the stream itself
         if any(window["pads"]) and src.dtype.bipolar:
             raise UnsupportedError("zero padding of a bipolar (+1/-1) tensor is not "
                                    "representable", where=where,

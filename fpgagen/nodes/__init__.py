@@ -69,6 +69,16 @@ def fill_words(spec) -> int:
     return module.fill_words(spec) if hasattr(module, "fill_words") else DEFAULT_FILL_WORDS
 
 
+def burst_words(spec) -> int:
+    """Input words a node takes in one burst before a pause (0: it reads evenly).
+
+    The FIFO in front of such a node holds a whole burst, so that its producer keeps
+    working through the pause instead of waiting for the next burst word by word.
+    """
+    module = module_for(spec)
+    return module.burst_words(spec) if hasattr(module, "burst_words") else 0
+
+
 def component(spec):
     return module_for(spec).Component(spec)
 

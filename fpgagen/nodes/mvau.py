@@ -349,6 +349,12 @@ def fill_words(spec: Spec) -> int:
     return spec.sf + 3
 
 
+def burst_words(spec: Spec) -> int:
+    """An input vector is read in SF words, then replayed from the input buffer for the
+    other NF - 1 row groups while the input stream waits."""
+    return spec.sf if spec.nf > 1 else 0
+
+
 def estimate(spec: Spec, family: str) -> Cost:
     s = spec
     acc_bits = (s.mw + 1).bit_length() if s.xnor else s.acc_type.bits  # as the hardware

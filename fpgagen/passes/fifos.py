@@ -2,8 +2,10 @@
 
 Each node's ``ready`` may depend combinationally on its consumer's; the FIFO registers
 that path so timing does not grow with depth, and absorbs the bursts of a node that
-emits several words per input beat. Depth 2 suffices on a chain (every node runs at
-its own rate and back-pressures).
+emits several words per input beat. Depth 2 suffices between nodes that read evenly;
+in front of a node that reads in bursts (an MVAU reads an input vector, then replays
+it for its other output groups) the FIFO holds a whole burst, so the producer works
+through the pause rather than feeding the next burst a word at a time.
 
 A fork/join (a residual block: a ``dup``, two branches, an ``add``) needs more. The
 duplicator hands each word to both branches and the join takes one word of each
@@ -32,6 +34,7 @@ from ..nodes import fifo
 
 DEFAULT_DEPTH = 2
 SKIP_MARGIN = 4  # words: duplicator, join and converter registers, rounding
+BURST_MARGIN = 2  # words beyond a consumer's burst (``nodes.burst_words``)
 
 
 def apply(graph: Graph, depth: int = DEFAULT_DEPTH) -> tuple[Graph, bool]:
@@ -52,7 +55,9 @@ def _insert(graph: Graph, depth: int) -> tuple[Graph, bool]:
             name += f"_{edge.out_port}"
         if len(graph.uses(edge.tensor)) > 1:  # a fork without a duplicator (yet)
             name += f"_{edge.consumer.name}_{edge.index}"
-        spec = fifo.Spec(name, t.elems, t.dtype, source.lanes, depth)
+        burst = nodes.burst_words(edge.consumer.spec)
+        spec = fifo.Spec(name, t.elems, t.dtype, source.lanes,
+                         max(depth, burst + BURST_MARGIN if burst else 0))
         out = Tensor(f"{name}_out", t.shape, t.dtype)
         tensors[out.name] = out
         inserted.setdefault(edge.consumer.name, {})[edge.index] = \
