@@ -15,7 +15,6 @@ from conftest import EXPORTERS, ROOT, run_cli
 import fpgagen
 from fpgagen import reference, zoo
 from fpgagen.frontend import load_model, lower
-from fpgagen.ir import Graph
 from fpgagen.nodes import mvau
 
 EX = ROOT / "examples" / "digits_cnn"
@@ -99,19 +98,7 @@ def test_hardware_on_held_out_digits_through_the_cli(held_out, tmp_path):
           f"{measured:g} cycles/frame measured, {est} estimated")
     assert accuracy >= MIN_ACCURACY
 
-    if abs(measured - est) <= 0.05 * est:
-        return
-    # A known disagreement: the head MVAU (PE=1, so 10 output folds) takes its input
-    # vector only during its first fold and replays it from its buffer for the others.
-    # Fed at its producer's pace, that first fold spans the producer's whole frame and
-    # the replays cannot overlap the next frame, so up to (nf - 1) * sf cycles per frame
-    # come on top of the estimate. Anything outside that bound is a new problem.
-    graph = Graph.from_json((out / "graph.json").read_text())
-    head = graph.chain()[-1].spec
-    assert isinstance(head, mvau.Spec) and head.nf > 1, (measured, est)
-    assert est < measured <= est + (head.nf - 1) * head.sf, (measured, est)
-    pytest.xfail(f"measured {measured:g} cycles/frame vs {est} estimated: the head MVAU "
-                 f"({head.nf} output folds) replays its input after its producer's frame")
+    assert abs(measured - est) <= 0.05 * est, (measured, est)
 
 
 @pytest.mark.slow
