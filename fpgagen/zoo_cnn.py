@@ -61,7 +61,7 @@ def small_resnet(*, seed: int = 0, size: int = 8, channels=(8, 16), bits: int = 
     """A two-block residual network at ``bits``w``bits``a on ``size``x``size``x3 inputs."""
     import torch
     from brevitas import nn as qnn
-    from brevitas.quant import TruncTo8bit
+    from brevitas.quant import Int32Bias, TruncTo8bit
     from torch import nn
 
     block = _block_class()
@@ -79,7 +79,8 @@ def small_resnet(*, seed: int = 0, size: int = 8, channels=(8, 16), bits: int = 
             self.block2 = block(c1, c2, 2, self.block1.relu_out, bits)
             self.pool = qnn.TruncAvgPool2d(kernel_size=size // 2, trunc_quant=TruncTo8bit,
                                            float_to_int_impl_type="FLOOR")
-            self.fc = qnn.QuantLinear(c2, 10, bias=True, weight_bit_width=8)
+            self.fc = qnn.QuantLinear(c2, 10, bias=True, weight_bit_width=8,
+                                      bias_quant=Int32Bias)  # as resnet18_4w4a's head
 
         def forward(self, x):
             x = self.relu(self.bn(self.conv(self.inp(x))))

@@ -241,6 +241,9 @@ class _Lowering:
         if not np.all(np.isfinite(w)):
             raise ModelError("weights contain NaN or Inf", where=where)
         quant = _quant_op(op, ins, attrs, where)
+        if op == "Quant" and float(np.asarray(quant.operands[3]).ravel()[0]) > MAX_WEIGHT_BITS:
+            # too wide for weights on chip: a bias (Brevitas' Int32Bias) the host adds
+            return _fold(op, ins, attrs, where)
         dtype, _ = thr.quantizer_type(quant, where)
         if not dtype.bipolar and dtype.bits > MAX_WEIGHT_BITS:
             raise UnsupportedError(f"{dtype.bits}-bit weights are wider than the "
@@ -463,7 +466,7 @@ class _Lowering:
         if op == "Gemm":
             wscale = wscale * F32(attrs.get("alpha", 1.0))
         shape = tuple(stream.shape[:-1]) + (mh,)
-        bias = ins[2] if op == "Gemm" and len(ins) > 2 else None
+        bias = _float_value(ins[2]) if op == "Gemm" and len(ins) > 2 else None
         if bias is not None:
             bias = np.asarray(bias, F32) * F32(attrs.get("beta", 1.0))
         return self.add_mvau(stream, levels, wscale, qw.dtype, bias, shape, node, where)
@@ -493,7 +496,7 @@ class _Lowering:
         name, oh, ow = self.add_window(stream, src, window, where, node.name)
         levels = qw.levels.transpose(0, 2, 3, 1).reshape(oc, kh * kw * ic)  # (kh, kw, c)
         wscale = _per_output_scale(qw.scale.reshape(oc, -1), where)
-        bias = ins[2] if len(ins) > 2 else None
+        bias = _float_value(ins[2]) if len(ins) > 2 else None
         win = _Stream(name, stream.chain, (1, kh * kw * ic, oh, ow),
                       layout.channels_last_order((1, kh * kw * ic, oh, ow)), kh * kw * ic)
         out = self.add_mvau(win, levels, wscale, qw.dtype, None if bias is None
@@ -523,9 +526,10 @@ class _Lowering:
                       node.name)
         chain = [HostOp("Mul", (None, (sx * wscale).astype(F32)), {}, name=where)]
         if len(ins) > 2 and ins[2] is not None:
-            _check_finite(ins[2], where)
+            bias = _float_value(ins[2])
+            _check_finite(bias, where)
             chain.append(HostOp("Add", (None, layout.stream_constant(
-                np.asarray(ins[2], F32).reshape(1, c, 1, 1), shape, out.order, c, where)),
+                np.asarray(bias, F32).reshape(1, c, 1, 1), shape, out.order, c, where)),
                 {}, name=where))
         return dataclasses.replace(out, chain=chain)
 
@@ -777,6 +781,13 @@ def _quant_op(op, ins, attrs, where) -> HostOp:
 def _check_finite(arr, where):
     if not np.all(np.isfinite(np.asarray(arr, dtype=np.float64))):
         raise ModelError("constant contains NaN or Inf", where=where)
+
+
+def _float_value(value):
+    """A constant operand's float value (a quantized bias is its levels times scale)."""
+    if isinstance(value, _QWeight):
+        return (value.levels * value.scale).astype(F32)
+    return value
 
 
 def _per_output_scale(scale: np.ndarray, where) -> np.ndarray:
