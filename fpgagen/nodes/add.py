@@ -31,6 +31,7 @@ from ..estimate import adder_luts
 from .base import (
     Cost,
     Port,
+    SameShapeStream,
     check_divides,
     check_positive,
     divisors,
@@ -56,7 +57,7 @@ def term_range(dtype: IntType, k: int) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class Spec:
+class Spec(SameShapeStream):
     name: str
     channels: int
     a_type: IntType
@@ -94,20 +95,8 @@ class Spec:
         return smallest_type(alo + blo, ahi + bhi)
 
     @property
-    def in_elems(self) -> int:
+    def frame_elems(self) -> int:
         return self.vectors * self.channels
-
-    @property
-    def out_elems(self) -> int:
-        return self.vectors * self.channels
-
-    @property
-    def in_lanes(self) -> int:
-        return self.pe
-
-    @property
-    def out_lanes(self) -> int:
-        return self.pe
 
     def cycles(self) -> int:
         return self.vectors * self.channels // self.pe

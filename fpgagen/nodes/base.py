@@ -150,3 +150,26 @@ def memo_on_array(array: np.ndarray, key, compute: Callable[[], object]):
     _ARRAY_MEMO[slot] = (weakref.ref(array, lambda _r, slot=slot: _ARRAY_MEMO.pop(slot, None)),
                          value)
     return value
+
+
+class SameShapeStream:
+    """Stream view of a kind whose output stream has its input's shape and word width.
+
+    The spec gives ``frame_elems`` (elements per frame) and ``pe`` (elements per word).
+    """
+
+    @property
+    def in_elems(self) -> int:
+        return self.frame_elems
+
+    @property
+    def out_elems(self) -> int:
+        return self.frame_elems
+
+    @property
+    def in_lanes(self) -> int:
+        return self.pe
+
+    @property
+    def out_lanes(self) -> int:
+        return self.pe

@@ -61,6 +61,7 @@ from ..hw.sequential import (
 )
 from .base import (
     Cost,
+    SameShapeStream,
     check_divides,
     check_positive,
     divisors,
@@ -92,7 +93,7 @@ def _check_shift(name: str, value, what: str, top: int) -> int:
 
 
 @dataclass(frozen=True, eq=False)
-class Spec:
+class Spec(SameShapeStream):
     name: str
     d: int  # elements per vector (channels)
     in_type: IntType
@@ -167,20 +168,8 @@ class Spec:
 
     # ---- stream view ---------------------------------------------------------
     @property
-    def in_elems(self) -> int:
+    def frame_elems(self) -> int:
         return self.vectors * self.d
-
-    @property
-    def out_elems(self) -> int:
-        return self.vectors * self.d
-
-    @property
-    def in_lanes(self) -> int:
-        return self.pe
-
-    @property
-    def out_lanes(self) -> int:
-        return self.pe
 
     @property
     def words(self) -> int:

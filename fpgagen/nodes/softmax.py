@@ -62,6 +62,7 @@ from ..hw.sequential import (
 )
 from .base import (
     Cost,
+    SameShapeStream,
     check_divides,
     check_positive,
     divisors,
@@ -90,7 +91,7 @@ def _table(value, name: str, what: str) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class Spec:
+class Spec(SameShapeStream):
     name: str
     n: int  # scores per row
     in_type: IntType
@@ -188,20 +189,8 @@ class Spec:
 
     # ---- stream view ---------------------------------------------------------
     @property
-    def in_elems(self) -> int:
+    def frame_elems(self) -> int:
         return self.rows * self.n
-
-    @property
-    def out_elems(self) -> int:
-        return self.rows * self.n
-
-    @property
-    def in_lanes(self) -> int:
-        return self.pe
-
-    @property
-    def out_lanes(self) -> int:
-        return self.pe
 
     @property
     def words(self) -> int:

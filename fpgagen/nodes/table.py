@@ -28,7 +28,15 @@ from amaranth.lib.wiring import In, Out
 from ..dtypes import IntType
 from ..errors import SpecError
 from ..estimate import memory_cost
-from .base import Cost, check_divides, check_positive, divisors, lane_layout, lane_stream
+from .base import (
+    Cost,
+    SameShapeStream,
+    check_divides,
+    check_positive,
+    divisors,
+    lane_layout,
+    lane_stream,
+)
 
 KIND = "table"
 ADAPTS_LANES = True  # cheap to widen: folding matches its neighbours' words (fold.py)
@@ -41,7 +49,7 @@ ROUNDING: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 @dataclass(frozen=True, eq=False)
-class Spec:
+class Spec(SameShapeStream):
     name: str
     channels: int
     in_type: IntType
@@ -81,20 +89,8 @@ class Spec:
 
     # ---- stream view ---------------------------------------------------------
     @property
-    def in_elems(self) -> int:
+    def frame_elems(self) -> int:
         return self.vectors * self.channels
-
-    @property
-    def out_elems(self) -> int:
-        return self.vectors * self.channels
-
-    @property
-    def in_lanes(self) -> int:
-        return self.pe
-
-    @property
-    def out_lanes(self) -> int:
-        return self.pe
 
     def cycles(self) -> int:
         return self.vectors * self.channels // self.pe

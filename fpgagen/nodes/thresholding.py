@@ -30,6 +30,7 @@ from ..estimate import adder_luts, compare_luts, memory
 from ..hw.primitives import adder_tree, pack_words
 from .base import (
     Cost,
+    SameShapeStream,
     check_divides,
     check_positive,
     divisors,
@@ -48,7 +49,7 @@ def multithreshold(x: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class Spec:
+class Spec(SameShapeStream):
     name: str
     channels: int
     in_type: IntType
@@ -85,20 +86,8 @@ class Spec:
 
     # ---- stream view ---------------------------------------------------------
     @property
-    def in_elems(self) -> int:
+    def frame_elems(self) -> int:
         return self.vectors * self.channels
-
-    @property
-    def out_elems(self) -> int:
-        return self.vectors * self.channels
-
-    @property
-    def in_lanes(self) -> int:
-        return self.pe
-
-    @property
-    def out_lanes(self) -> int:
-        return self.pe
 
     @property
     def nf(self) -> int:
