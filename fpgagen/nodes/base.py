@@ -173,3 +173,35 @@ class SameShapeStream:
     @property
     def out_lanes(self) -> int:
         return self.pe
+
+
+class ReduceStream:
+    """Stream view of a kind that reduces ``positions`` values per channel to one.
+
+    The input is ``reductions`` groups of ``positions`` x ``channels`` elements
+    (position major), the output ``reductions`` x ``channels``; ``pe`` channels per word
+    on both sides, one input word per cycle.
+    """
+
+    @property
+    def in_elems(self) -> int:
+        return self.reductions * self.positions * self.channels
+
+    @property
+    def out_elems(self) -> int:
+        return self.reductions * self.channels
+
+    @property
+    def in_lanes(self) -> int:
+        return self.pe
+
+    @property
+    def out_lanes(self) -> int:
+        return self.pe
+
+    @property
+    def nf(self) -> int:
+        return self.channels // self.pe
+
+    def cycles(self) -> int:
+        return self.reductions * self.positions * self.nf

@@ -31,6 +31,7 @@ from ..errors import SpecError
 from ..estimate import adder_luts, compare_luts, memory_cost, mux_luts
 from .base import (
     Cost,
+    ReduceStream,
     check_divides,
     check_positive,
     divisors,
@@ -50,7 +51,7 @@ def sum_type(in_type: IntType, positions: int) -> IntType:
 
 
 @dataclass(frozen=True)
-class Spec:
+class Spec(ReduceStream):
     name: str
     channels: int
     positions: int  # values reduced into each output (window size)
@@ -82,27 +83,8 @@ class Spec:
 
     # ---- stream view ---------------------------------------------------------
     @property
-    def in_elems(self) -> int:
-        return self.windows * self.positions * self.channels
-
-    @property
-    def out_elems(self) -> int:
-        return self.windows * self.channels
-
-    @property
-    def in_lanes(self) -> int:
-        return self.pe
-
-    @property
-    def out_lanes(self) -> int:
-        return self.pe
-
-    @property
-    def nf(self) -> int:
-        return self.channels // self.pe
-
-    def cycles(self) -> int:
-        return self.windows * self.positions * self.nf
+    def reductions(self) -> int:
+        return self.windows
 
 
 def reference(spec: Spec, x: np.ndarray) -> np.ndarray:

@@ -42,6 +42,7 @@ from ..estimate import adder_luts, compare_luts, lut_inputs, memory, mult_cost
 from ..hw.primitives import adder_tree, pack_words
 from .base import (
     Cost,
+    ReduceStream,
     check_divides,
     check_positive,
     divisors,
@@ -58,7 +59,7 @@ REGISTER_WORDS = 2  # at most this many running words live in registers
 
 
 @dataclass(frozen=True, eq=False)
-class Spec:
+class Spec(ReduceStream):
     name: str
     channels: int
     positions: int  # window elements per channel (k_h * k_w)
@@ -113,27 +114,8 @@ class Spec:
 
     # ---- stream view ---------------------------------------------------------
     @property
-    def in_elems(self) -> int:
-        return self.vectors * self.positions * self.channels
-
-    @property
-    def out_elems(self) -> int:
-        return self.vectors * self.channels
-
-    @property
-    def in_lanes(self) -> int:
-        return self.pe
-
-    @property
-    def out_lanes(self) -> int:
-        return self.pe
-
-    @property
-    def nf(self) -> int:
-        return self.channels // self.pe
-
-    def cycles(self) -> int:
-        return self.vectors * self.positions * self.nf
+    def reductions(self) -> int:
+        return self.vectors
 
     # ---- derived widths ------------------------------------------------------
     @property
