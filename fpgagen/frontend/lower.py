@@ -510,28 +510,16 @@ class _Lowering:
         window = _window_attrs(attrs, (kh, kw), stream.shape, where)
         src = self.tensors[stream.tensor]
         source, oh, ow = self.add_window(stream, src, window, where, node.name)
-        sx = _linear_scale(stream.chain)
-        if sx is None:
-            raise UnsupportedError("the input of this layer is not a quantized tensor times "
-                                   "a per-tensor scale", where=where,
-                                   hint="put a quantizer directly before each quantized layer")
-        wscale = _per_output_scale(qw.scale.reshape(c, -1), where)
-        name = self.fresh("vvau")
-        probe = vvau.Spec(name, c, kh * kw, qw.levels.reshape(c, kh * kw), src.dtype, qw.dtype,
-                          IntType(64, True), vectors=oh * ow)
-        spec = dataclasses.replace(probe, out_type=probe.acc_type)
+        probe = vvau.Spec(self.fresh("vvau"), c, kh * kw, qw.levels.reshape(c, kh * kw),
+                          src.dtype, qw.dtype, IntType(64, True), vectors=oh * ow)
         shape = (1, c, oh, ow)
-        out = _Stream(f"{name}_out", [], shape, layout.channels_last_order(shape), c)
-        self.add_node(spec, [source], Tensor(out.tensor, _stream_shape(out), spec.out_type),
-                      node.name)
-        chain = [HostOp("Mul", (None, (sx * wscale).astype(F32)), {}, name=where)]
-        if len(ins) > 2 and ins[2] is not None:
-            bias = _float_value(ins[2])
-            _check_finite(bias, where)
-            chain.append(HostOp("Add", (None, layout.stream_constant(
-                np.asarray(bias, F32).reshape(1, c, 1, 1), shape, out.order, c, where)),
-                {}, name=where))
-        return dataclasses.replace(out, chain=chain)
+        bias = _float_value(ins[2]) if len(ins) > 2 else None
+        return self.add_layer(probe, source, stream.chain, shape,
+                              layout.channels_last_order(shape),
+                              _per_output_scale(qw.scale.reshape(c, -1), where),
+                              None if bias is None else np.asarray(bias, F32).reshape(shape[:2]
+                                                                                     + (1, 1)),
+                              node, where)
 
     def pool(self, op, stream, attrs, where, onnx_name):
         if not stream.channels_last or len(stream.shape) != 4:
@@ -628,32 +616,37 @@ class _Lowering:
 
     def add_mvau(self, stream, levels, wscale, weight_type, bias, shape, node, where):
         """An MVAU on ``stream`` (weights in stream order); the result's stream."""
-        sx = _linear_scale(stream.chain)
+        mh, mw = levels.shape
+        src = self.tensors[stream.tensor]
+        probe = mvau.Spec(self.fresh("mvau"), mw, mh, levels, src.dtype, weight_type,
+                          IntType(64, True), vectors=src.elems // mw)
+        order = layout.channels_last_order(shape) if len(shape) >= 3 and stream.channels_last \
+            else None
+        return self.add_layer(probe, stream.tensor, stream.chain, shape, order, wscale, bias,
+                              node, where)
+
+    def add_layer(self, probe, source, chain_in, shape, order, wscale, bias, node, where):
+        """A layer (``probe``: an MVAU or VVAU spec, one weight row per output channel)
+        with the exact accumulator type; its stream is the accumulators times the input
+        and weight scales, plus the bias."""
+        sx = _linear_scale(chain_in)
         if sx is None:
             raise UnsupportedError(
                 "the input of this layer is not a quantized tensor times a per-tensor "
                 "scale (float ops stand between its quantizer and the layer)", where=where,
                 hint="put a quantizer directly before each quantized layer")
-        mh, mw = levels.shape
-        src = self.tensors[stream.tensor]
-        name = self.fresh("mvau")
-        probe = mvau.Spec(name, mw, mh, levels, src.dtype, weight_type, IntType(64, True),
-                          vectors=src.elems // mw)
         acc_type = probe.acc_type
         if acc_type.bits > 48:
             raise UnsupportedError(f"accumulator needs {acc_type.bits} bits", where=where)
-        spec = dataclasses.replace(probe, out_type=acc_type)
-        out_name = f"{name}_out"
-        order = layout.channels_last_order(shape) if len(shape) >= 3 and stream.channels_last \
-            else None
-        out = _Stream(out_name, [], shape, order, mh)
-        self.add_node(spec, [stream.tensor], Tensor(out_name, _stream_shape(out), acc_type),
-                      node.name)
+        channels = probe.weights.shape[0]
+        out = _Stream(f"{probe.name}_out", [], shape, order, channels)
+        self.add_node(dataclasses.replace(probe, out_type=acc_type), [source],
+                      Tensor(out.tensor, _stream_shape(out), acc_type), node.name)
         chain = [HostOp("Mul", (None, (sx * wscale).astype(F32)), {}, name=where)]
         if bias is not None:
             _check_finite(bias, where)
             chain.append(HostOp("Add", (None, layout.stream_constant(
-                bias, shape, order, mh, where)), {}, name=where))
+                bias, shape, order, channels, where)), {}, name=where))
         return dataclasses.replace(out, chain=chain)
 
 
