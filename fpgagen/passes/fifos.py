@@ -31,6 +31,7 @@ from fractions import Fraction
 from .. import nodes
 from ..ir import Graph, Node, Tensor
 from ..nodes import fifo
+from .splice import splice_inputs
 
 DEFAULT_DEPTH = 2
 SKIP_MARGIN = 4  # words: duplicator, join and converter registers, rounding
@@ -64,14 +65,7 @@ def _insert(graph: Graph, depth: int) -> tuple[Graph, bool]:
             Node(name, spec, (edge.tensor,), (out.name,))
     if not inserted:
         return graph, False
-    new_nodes = []
-    for node in graph.nodes:
-        buffers = inserted.get(node.name, {})
-        new_nodes += buffers.values()
-        inputs = tuple(buffers[k].outputs[0] if k in buffers else t
-                       for k, t in enumerate(node.inputs))
-        new_nodes.append(dataclasses.replace(node, inputs=inputs))
-    return graph.replace(nodes=tuple(new_nodes), tensors=tensors), True
+    return splice_inputs(graph, inserted, tensors), True
 
 
 def lags(graph: Graph) -> dict[str, Fraction]:

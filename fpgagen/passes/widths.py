@@ -6,10 +6,9 @@ looked at on its own, so each branch of a fork gets the converter it needs.
 
 from __future__ import annotations
 
-import dataclasses
-
 from ..ir import Graph, Node, Tensor
 from ..nodes import dwc
+from .splice import splice_inputs
 
 
 def apply(graph: Graph) -> tuple[Graph, bool]:
@@ -29,11 +28,4 @@ def apply(graph: Graph) -> tuple[Graph, bool]:
             Node(name, spec, (edge.tensor,), (out.name,))
     if not inserted:
         return graph, False
-    new_nodes = []
-    for node in graph.nodes:
-        converters = inserted.get(node.name, {})
-        new_nodes += converters.values()
-        inputs = tuple(converters[k].outputs[0] if k in converters else t
-                       for k, t in enumerate(node.inputs))
-        new_nodes.append(dataclasses.replace(node, inputs=inputs))
-    return graph.replace(nodes=tuple(new_nodes), tensors=tensors), True
+    return splice_inputs(graph, inserted, tensors), True
