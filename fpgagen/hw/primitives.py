@@ -8,7 +8,8 @@ from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Instance, Module, Signal, Value, unsigned
+from amaranth.hdl import Cat, Const, Instance, Module, Shape, Signal, Value, unsigned
+from amaranth.lib.memory import Memory
 
 
 def adder_tree(values: list[Value]) -> Value:
@@ -83,3 +84,34 @@ def pack_words(rows, bits: int) -> list[int]:
 
 def cat_lanes(lanes: list[Value]) -> Value:
     return Cat(*lanes)
+
+
+REGISTER_WORDS = 2  # at most this many running words live in registers
+
+
+def running_words(m: Module, layout, nf: int, read_word: Value, read_en: Value,
+                  write_word: Value, write: Value, updated: Value) -> Value:
+    """A store of ``nf`` running words (per-channel-group sums or maxima), one read and
+    one write per cycle; returns the word read (ready the cycle after ``read_en``).
+
+    Up to ``REGISTER_WORDS`` words are a queue of registers, its head the word being
+    updated: a memory read in the cycle its own word is written (``nf == 1``) would see
+    the old value. More words are a memory read at ``read_word`` and written at
+    ``write_word`` (the caller's delayed copy of the read address).
+    """
+    running = Signal(layout)
+    if nf <= REGISTER_WORDS:
+        queue = [Signal(layout, name=f"running_{k}") for k in range(nf)]
+        m.d.comb += running.eq(queue[0])
+        with m.If(write):
+            m.d.sync += [a.eq(b) for a, b in zip(queue, queue[1:])]
+            m.d.sync += queue[-1].eq(updated)
+        return running
+    m.submodules.running = mem = Memory(shape=unsigned(Shape.cast(layout).width), depth=nf,
+                                        init=[])
+    rport, wport = mem.read_port(domain="sync"), mem.write_port()
+    m.d.comb += [
+        rport.addr.eq(read_word), rport.en.eq(read_en), running.eq(rport.data),
+        wport.addr.eq(write_word), wport.data.eq(updated), wport.en.eq(write),
+    ]
+    return running

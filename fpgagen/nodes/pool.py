@@ -21,14 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..dtypes import IntType, smallest_type
 from ..errors import SpecError
 from ..estimate import adder_luts, compare_luts, memory_cost, mux_luts
+from ..hw.primitives import REGISTER_WORDS, running_words
 from .base import (
     Cost,
     ReduceStream,
@@ -42,7 +42,6 @@ from .base import (
 KIND = "pool"
 ADAPTS_LANES = True  # cheap to widen: folding matches its neighbours' words (fold.py)
 MODES = ("max", "sum")
-REGISTER_WORDS = 2  # at most this many running words live in registers
 
 
 def sum_type(in_type: IntType, positions: int) -> IntType:
@@ -150,30 +149,13 @@ class Component(wiring.Component):
                 m.d.sync += [x1.eq(self.i.payload), first1.eq(position == 0),
                              last1.eq(position == s.positions - 1)]
 
-        running = Signal(acc_layout)  # the running value of S1's word
         updated = Signal(acc_layout)
         write = Signal()
         m.d.comb += write.eq(advance & v1)
-        if nf <= REGISTER_WORDS:
-            # a queue of the nf running words: S1's word is at the head
-            queue = [Signal(acc_layout, name=f"running_{k}") for k in range(nf)]
-            m.d.comb += running.eq(queue[0])
-            with m.If(write):
-                m.d.sync += [a.eq(b) for a, b in zip(queue, queue[1:])]
-                m.d.sync += queue[-1].eq(updated)
-        else:
-            m.submodules.running = mem = Memory(shape=unsigned(len(running.as_value())),
-                                                depth=nf, init=[])
-            rport = mem.read_port(domain="sync")
-            wport = mem.write_port()
-            word1 = Signal(range(nf))
-            with m.If(advance & accept):
-                m.d.sync += word1.eq(word)
-            m.d.comb += [
-                rport.addr.eq(word), rport.en.eq(advance),
-                running.eq(rport.data),
-                wport.addr.eq(word1), wport.data.eq(updated), wport.en.eq(write),
-            ]
+        word1 = Signal(range(nf))  # S1's word
+        with m.If(advance & accept):
+            m.d.sync += word1.eq(word)
+        running = running_words(m, acc_layout, nf, word, advance, word1, write, updated)
 
         for p in range(pe):
             x = self._lane_value(x1[p])

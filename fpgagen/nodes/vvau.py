@@ -39,7 +39,7 @@ from amaranth.lib.wiring import In, Out
 from ..dtypes import IntType, smallest_type
 from ..errors import SpecError
 from ..estimate import adder_luts, compare_luts, lut_inputs, memory, mult_cost
-from ..hw.primitives import adder_tree, pack_words
+from ..hw.primitives import REGISTER_WORDS, adder_tree, pack_words, running_words
 from .base import (
     Cost,
     ReduceStream,
@@ -55,7 +55,6 @@ from .mvau import acc_bounds
 from .thresholding import multithreshold
 
 KIND = "vvau"
-REGISTER_WORDS = 2  # at most this many running words live in registers
 
 
 @dataclass(frozen=True, eq=False)
@@ -234,30 +233,13 @@ class Component(wiring.Component):
             m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1)]
             m.d.sync += [product2[lane].eq(p) for lane, p in enumerate(products)]
 
-        running = Signal(acc_layout)  # the running sums of S2's word
         updated = Signal(acc_layout)
         write = Signal()
         m.d.comb += write.eq(advance & v2)
-        if nf <= REGISTER_WORDS:
-            # a queue of the nf running words, S2's word at the head: a memory read
-            # in the cycle its word is written (nf == 1) would see the old value
-            queue = [Signal(acc_layout, name=f"running_{k}") for k in range(nf)]
-            m.d.comb += running.eq(queue[0])
-            with m.If(write):
-                m.d.sync += [a.eq(b) for a, b in zip(queue, queue[1:])]
-                m.d.sync += queue[-1].eq(updated)
-        else:
-            m.submodules.running = rmem = Memory(shape=unsigned(acc_layout.size), depth=nf,
-                                                 init=[])
-            rport = rmem.read_port(domain="sync")
-            wport_r = rmem.write_port()
-            word2 = Signal.like(word)
-            with m.If(advance):
-                m.d.sync += word2.eq(word1)
-            m.d.comb += [
-                rport.addr.eq(word1), rport.en.eq(advance), running.eq(rport.data),
-                wport_r.addr.eq(word2), wport_r.data.eq(updated), wport_r.en.eq(write),
-            ]
+        word2 = Signal.like(word)  # S2's word
+        with m.If(advance):
+            m.d.sync += word2.eq(word1)
+        running = running_words(m, acc_layout, nf, word1, advance, word2, write, updated)
         for lane in range(pe):
             m.d.comb += updated[lane].eq(Mux(first2, 0, running[lane]) + product2[lane])
 
