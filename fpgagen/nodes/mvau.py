@@ -159,13 +159,15 @@ def acc_bounds(weights: np.ndarray, in_type: IntType) -> tuple[np.ndarray, np.nd
 def reference(spec: Spec, x: np.ndarray) -> np.ndarray:
     frames = x.shape[0]
     v = np.asarray(x, dtype=np.int64).reshape(frames, spec.vectors, spec.mw)
-    acc = v @ spec.weights.T
+    return output_stage(spec, v @ spec.weights.T).reshape(frames, spec.out_elems)
+
+
+def output_stage(spec: Spec, acc: np.ndarray) -> np.ndarray:
+    """Accumulators (..., mh) -> outputs: the raw accumulator, or the threshold count."""
     if spec.thresholds is None:
-        out = acc
-    else:
-        count = (acc[..., None] >= spec.thresholds).sum(axis=-1)
-        out = spec._level(count)
-    return out.reshape(frames, spec.out_elems).astype(np.int64)
+        return acc.astype(np.int64)
+    count = (acc[..., None] >= spec.thresholds).sum(axis=-1)
+    return spec._level(count).astype(np.int64)
 
 
 # ---- hardware ---------------------------------------------------------------------
@@ -206,7 +208,6 @@ class Component(wiring.Component):
         m = Module()
         nf, sf, pe, simd = s.nf, s.sf, s.pe, s.simd
         in_shape = lane_shape(s.in_type)
-        w_shape = unsigned(1) if s.weight_type.bipolar else lane_shape(s.weight_type)
         x_layout = data.ArrayLayout(in_shape, simd)
         acc_shape = self._acc_shape()
 
@@ -232,18 +233,7 @@ class Component(wiring.Component):
             with m.Else():
                 m.d.sync += sf_i.eq(sf_i + 1)
 
-        # one weight memory, word nf * sf + k holding PE p's SIMD weights in field p: a
-        # single wide memory keeps the Verilog (one init line per word) and BRAM count small
-        wraw = s.weight_type.encode(s.weights)  # (mh, mw) raw bits
-        wbits = 1 if s.weight_type.bipolar else s.weight_type.bits
-        w_row_layout = data.ArrayLayout(w_shape, simd)
-        tiles = wraw.reshape(nf, pe, sf, simd).transpose(0, 2, 1, 3).reshape(nf * sf, -1)
-        m.submodules.weights = wmem = Memory(shape=unsigned(pe * simd * wbits), depth=nf * sf,
-                                             init=pack_words(tiles, wbits))
-        wport = wmem.read_port(domain="sync")
-        m.d.comb += [wport.addr.eq(waddr), wport.en.eq(advance)]
-        row_bits = simd * wbits
-        w1 = [w_row_layout(wport.data[p * row_bits:(p + 1) * row_bits]) for p in range(pe)]
+        w1 = weight_memory(m, s.weights, s.weight_type, pe, simd, waddr, advance)
 
         # input buffer, replayed for nf > 0
         x_stream = Signal(x_layout)
@@ -260,16 +250,7 @@ class Component(wiring.Component):
         # thresholds: one memory, word nf holding PE p's row in field p
         thr_rows = []
         if s.thresholds is not None:
-            t_hw = self._hw_thresholds()
-            thr_type = smallest_type(min(int(t_hw.min()), 0), int(t_hw.max()))
-            thr_layout = data.ArrayLayout(lane_shape(thr_type), s.levels)
-            row_bits = s.levels * thr_type.bits
-            m.submodules.thresholds = tmem = Memory(
-                shape=unsigned(pe * row_bits), depth=nf,
-                init=pack_words(thr_type.encode(t_hw).reshape(nf, -1), thr_type.bits))
-            tport = tmem.read_port(domain="sync")
-            m.d.comb += [tport.addr.eq(nf_i), tport.en.eq(advance)]
-            thr_rows = [tport.data[p * row_bits:(p + 1) * row_bits] for p in range(pe)]
+            thr_rows, thr_layout = threshold_memory(m, self._hw_thresholds(), pe, nf_i, advance)
 
         # ---- S1: operands available, dot products -------------------------------
         v1, first1, last1, fs1 = Signal(), Signal(), Signal(), Signal()
@@ -327,17 +308,65 @@ class Component(wiring.Component):
                 else:
                     m.d.comb += y[p].eq(acc_next)
             else:
-                count = adder_tree([acc_next >= thr2[p][k] for k in range(s.levels)])
-                if s.out_type.bipolar:
-                    m.d.comb += y[p].eq(count)
-                else:
-                    m.d.comb += y[p].eq(count + Const(s.out_base, signed(s.out_type.bits + 1)))
+                m.d.comb += y[p].eq(activation(acc_next, thr2[p], s.levels, s.out_type,
+                                               s.out_base))
 
         with m.If(advance):
             m.d.sync += self.o.valid.eq(v2 & last2)
             with m.If(v2 & last2):
                 m.d.sync += self.o.payload.eq(y)
         return m
+
+
+def weight_memory(m: Module, weights: np.ndarray, weight_type: IntType, pe: int, simd: int,
+                  addr, en) -> list:
+    """The weights in one memory read at ``addr`` (synchronous, enabled by ``en``); returns
+    each PE's SIMD weights (raw: a bipolar weight is its bit) as an array view.
+
+    Word ``g * sf + k`` holds, in field ``p``, the weights of output ``g * pe + p`` at
+    inputs ``k * simd ...``: a single wide memory keeps the Verilog (one init line per
+    word) and the BRAM count small.
+    """
+    mh, mw = weights.shape
+    nf, sf = mh // pe, mw // simd
+    wbits = 1 if weight_type.bipolar else weight_type.bits
+    w_shape = unsigned(1) if weight_type.bipolar else lane_shape(weight_type)
+    tiles = weight_type.encode(weights).reshape(nf, pe, sf, simd).transpose(0, 2, 1, 3) \
+        .reshape(nf * sf, -1)
+    m.submodules.weights = wmem = Memory(shape=unsigned(pe * simd * wbits), depth=nf * sf,
+                                         init=pack_words(tiles, wbits))
+    wport = wmem.read_port(domain="sync")
+    m.d.comb += [wport.addr.eq(addr), wport.en.eq(en)]
+    row_bits = simd * wbits
+    row_layout = data.ArrayLayout(w_shape, simd)
+    return [row_layout(wport.data[p * row_bits:(p + 1) * row_bits]) for p in range(pe)]
+
+
+def threshold_memory(m: Module, thresholds: np.ndarray, pe: int, addr, en):
+    """Thresholds (mh, levels) as the hardware compares them, one memory word per group
+    of ``pe`` outputs (output ``g * pe + p``'s row in field ``p``), read at ``addr``.
+
+    Returns each PE's raw row and the layout that views it as ``levels`` values.
+    """
+    nf, levels = thresholds.shape[0] // pe, thresholds.shape[1]
+    thr_type = smallest_type(min(int(thresholds.min()), 0), int(thresholds.max()))
+    row_bits = levels * thr_type.bits
+    m.submodules.thresholds = tmem = Memory(
+        shape=unsigned(pe * row_bits), depth=nf,
+        init=pack_words(thr_type.encode(thresholds).reshape(nf, -1), thr_type.bits))
+    tport = tmem.read_port(domain="sync")
+    m.d.comb += [tport.addr.eq(addr), tport.en.eq(en)]
+    rows = [tport.data[p * row_bits:(p + 1) * row_bits] for p in range(pe)]
+    return rows, data.ArrayLayout(lane_shape(thr_type), levels)
+
+
+def activation(acc, row, levels: int, out_type: IntType, out_base: int):
+    """One output lane: the number of thresholds in ``row`` that ``acc`` reaches, from
+    ``out_base`` (a bipolar output is the count's bit)."""
+    count = adder_tree([acc >= row[k] for k in range(levels)])
+    if out_type.bipolar:
+        return count
+    return count + Const(out_base, signed(out_type.bits + 1))
 
 
 def fold_options(spec: Spec) -> list[dict]:
@@ -372,16 +401,23 @@ def estimate(spec: Spec, family: str) -> Cost:
     ff = (s.simd * s.in_type.bits + 2 * s.pe * acc_bits + s.pe * s.out_type.bits + 8
           + 3 * max(1, (s.nf * s.sf).bit_length()))
     wl, wf, wb = memory(s.pe * s.simd * wbits, s.nf * s.sf, family, writable=False)
-    tl = tf = tb = 0
-    if s.thresholds is not None:
-        t_bits = acc_bits  # thresholds are clipped to the reachable accumulator range
-        lut += s.pe * s.levels * compare_luts(acc_bits, family)
-        # its read register and the stage register beside the dot products merge
-        tl, tf, tb = memory(s.pe * s.levels * t_bits, s.nf, family, writable=False,
-                            sync_read=False)
-        if s.nf > 1:  # one threshold word is constants, its register folds away
-            ff += s.pe * s.levels * t_bits  # thresholds beside their dot products
+    tl, tf, tb = threshold_cost(s.pe, s.levels, s.nf, acc_bits, family)
     bl, bf, bb = (memory(s.simd * s.in_type.bits, s.sf, family) if s.nf > 1 else (0, 0, 0))
     lut += wl + tl + bl + 30  # control
     ff += wf + tf + bf
     return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=wb + tb + bb, dsp=dsp)
+
+
+def threshold_cost(pe: int, levels: int, nf: int, acc_bits: int, family: str
+                   ) -> tuple[int, int, float]:
+    """(luts, ffs, bram18) of the comparisons, the threshold memory and the thresholds'
+    stage register (none without thresholds: ``levels == 0``)."""
+    if levels == 0:
+        return 0, 0, 0
+    t_bits = acc_bits  # thresholds are clipped to the reachable accumulator range
+    lut = pe * levels * compare_luts(acc_bits, family)
+    # its read register and the stage register beside the dot products merge
+    tl, tf, tb = memory(pe * levels * t_bits, nf, family, writable=False, sync_read=False)
+    if nf > 1:  # one threshold word is constants, its register folds away
+        tf += pe * levels * t_bits  # thresholds beside their dot products
+    return lut + tl, tf, tb
