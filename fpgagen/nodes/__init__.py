@@ -79,6 +79,18 @@ def burst_words(spec) -> int:
     return module.burst_words(spec) if hasattr(module, "burst_words") else 0
 
 
+def input_lead_words(spec, port_name: str) -> int:
+    """Words of a frame on input ``port_name`` that may wait while the node consumes its
+    other inputs (0: it takes its inputs together; a matmul takes all of B before A).
+
+    The FIFO in front of that port holds them too (``passes/fifos.py``), or a fork
+    feeding both ports stalls on the waiting branch and starves the other.
+    """
+    module = module_for(spec)
+    return (module.input_lead_words(spec, port_name) if hasattr(module, "input_lead_words")
+            else 0)
+
+
 def component(spec):
     return module_for(spec).Component(spec)
 
