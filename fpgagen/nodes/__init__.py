@@ -10,6 +10,8 @@ from types import ModuleType
 
 from . import (
     add,
+    delta,
+    dmvau,
     dup,
     dwc,
     fifo,
@@ -27,7 +29,8 @@ from . import (
 from .base import DEFAULT_FILL_WORDS, Port, in_ports, out_ports, port
 
 _MODULES: tuple[ModuleType, ...] = (mvau, thresholding, labelselect, dwc, fifo, swg, pool,
-                                    dup, add, table, softmax, layernorm, matmul, vvau)
+                                    dup, add, table, softmax, layernorm, matmul, vvau,
+                                    delta, dmvau)
 
 _BY_KIND: dict[str, ModuleType] = {m.KIND: m for m in _MODULES}
 _BY_SPEC: dict[type, ModuleType] = {m.Spec: m for m in _MODULES}

@@ -1,0 +1,267 @@
+"""Differential MVAU: an MVAU fed the deltas of its input vectors (``delta.py``).
+
+Integer function: the plain MVAU's (``mvau.py``), computed differentially. Per frame
+of ``vectors`` input vectors, with ``d[t] = x[t] - x[t-1]`` the deltas the encoder
+sends (``x[-1] = 0``)::
+
+    acc[t] = acc[t-1] + W @ d[t]        (acc[-1] = 0; int64, exact)
+           = W @ x[t]
+    out[t] = the MVAU's output stage of acc[t]   (raw accumulator, or threshold count)
+
+Exact because the sum happens on integers before any rounding, so its outputs are
+identical to the plain MVAU's. ``reference`` takes the deltas and accumulates them
+(it is tested against ``mvau.reference`` of the same spec).
+
+Hardware: one wire entry (channel ``c``, delta ``d``) at a time updates every output
+accumulator, ``pe`` per cycle: ``acc[g*pe + p] += W[g*pe + p, c] * d`` for the
+``nf = mh / pe`` groups ``g``, weights read from the MVAU's weight memory with
+``simd = 1`` (address ``g * mw + c``). A token's last entry (or its end word) is
+followed by a pass over the groups that sends each group's accumulators through the
+MVAU's output stage (its threshold memory and comparisons). Zero deltas never arrive,
+so they cost no cycle and no multiply. The accumulators live in registers (at most
+``REGISTER_WORDS`` groups) or a memory; a frame's first pass reads them as zero.
+
+Cycles per token: ``nf`` per narrow entry, ``nf + 1`` per wide one (its first word is
+taken alone), and ``nf`` for the output pass; ``cycles()`` is the worst case (every
+delta nonzero and wide), ``cycles_for`` the figure for given deltas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..dtypes import IntType
+from ..estimate import adder_luts, memory, mult_cost
+from ..hw.primitives import REGISTER_WORDS, running_words
+from . import mvau
+from .base import Cost, check_positive, divisors, lane_layout, lane_shape, lane_stream
+from .delta import DeltaFormat, link_stats
+
+KIND = "dmvau"
+
+
+@dataclass(frozen=True, eq=False)
+class Spec:
+    name: str
+    mw: int  # input elements per vector
+    mh: int  # output channels per vector
+    weights: np.ndarray  # (mh, mw) integers of weight_type
+    x_type: IntType  # the input vectors' element type (their deltas arrive)
+    weight_type: IntType
+    out_type: IntType
+    narrow_bits: int  # the delta stream's format (``delta.DeltaFormat``)
+    thresholds: np.ndarray | None = None  # (mh, levels) ascending, accumulator domain
+    out_base: int = 0
+    vectors: int = 1  # input vectors per frame
+    pe: int = 1
+
+    def __post_init__(self):
+        check_positive(self.name, self.narrow_bits, "narrow_bits")
+        plain = self.plain  # the MVAU's own checks and messages, thresholds clipped
+        object.__setattr__(self, "weights", plain.weights)
+        object.__setattr__(self, "thresholds", plain.thresholds)
+        self.fmt.check(self.name)
+
+    @property
+    def plain(self) -> mvau.Spec:
+        """The MVAU this unit computes exactly (``simd = 1``: one input element per step)."""
+        return mvau.Spec(self.name, self.mw, self.mh, self.weights, self.x_type,
+                         self.weight_type, self.out_type, thresholds=self.thresholds,
+                         out_base=self.out_base, vectors=self.vectors, pe=self.pe)
+
+    @property
+    def fmt(self) -> DeltaFormat:
+        return DeltaFormat(self.mw, self.x_type, self.narrow_bits)
+
+    # ---- stream view ---------------------------------------------------------
+    @property
+    def in_type(self) -> IntType:
+        return self.fmt.word_type
+
+    @property
+    def in_elems(self) -> int:
+        """The deltas the input stream stands for (its words depend on the data)."""
+        return self.vectors * self.mw
+
+    @property
+    def out_elems(self) -> int:
+        return self.vectors * self.mh
+
+    @property
+    def in_lanes(self) -> int:
+        return 1
+
+    @property
+    def out_lanes(self) -> int:
+        return self.pe
+
+    @property
+    def nf(self) -> int:
+        return self.mh // self.pe
+
+    def cycles(self) -> int:
+        """Worst case: every delta nonzero and wide (if any can be), then the outputs."""
+        return self.vectors * (self.mw * (self.nf + self.fmt.escapes) + self.nf)
+
+    def cycles_for(self, d: np.ndarray) -> np.ndarray:
+        """Cycles per frame for deltas d (frames, vectors * mw)."""
+        stats = link_stats(self.fmt, d, self.vectors)
+        return (stats["nnz"] * self.nf + stats["wide_per_token"] + self.nf).sum(axis=1)
+
+    @property
+    def acc_type(self) -> IntType:
+        return self.plain.acc_type
+
+    @property
+    def levels(self) -> int:
+        return 0 if self.thresholds is None else int(self.thresholds.shape[1])
+
+
+def reference(spec: Spec, d: np.ndarray) -> np.ndarray:
+    frames = d.shape[0]
+    steps = np.asarray(d, dtype=np.int64).reshape(frames, spec.vectors, spec.mw)
+    acc = np.cumsum(steps @ spec.weights.T, axis=1)  # acc[t] = acc[t-1] + W d[t]
+    return mvau.output_stage(spec.plain, acc).reshape(frames, spec.out_elems)
+
+
+# ---- hardware ---------------------------------------------------------------------
+
+
+class Component(wiring.Component):
+    """Decode -> issue (one group of ``pe`` accumulators per cycle: weight, accumulator
+    and threshold reads) -> S1 (accumulate, or activate and emit) -> output register.
+
+    Stall-all: issue, S1 and every read port advance only when the output register
+    can take a value (``~o.valid | o.ready``).
+    """
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        super().__init__({
+            "i": In(lane_stream(spec.in_type, 1)),
+            "o": Out(lane_stream(spec.out_type, spec.pe)),
+        })
+
+    def elaborate(self, platform):
+        s, f = self.spec, self.spec.fmt
+        m = Module()
+        nf, pe = s.nf, s.pe
+        acc_shape = lane_shape(s.acc_type)
+        acc_layout = data.ArrayLayout(acc_shape, pe)
+        d_shape = lane_shape(f.delta_type)
+
+        adv = Signal()
+        m.d.comb += adv.eq(~self.o.valid | self.o.ready)
+
+        # ---- decode: the entry being worked on -------------------------------
+        word = self.i.payload[0]
+        narrow = Signal(lane_shape(IntType(f.narrow_bits, True)))
+        m.d.comb += narrow.eq(word[:f.narrow_bits])
+        w_index, w_wide, w_last = word[f.index_at:f.wide_at], word[f.wide_at], word[f.last_at]
+        half, h_index, h_last = Signal(), Signal(f.index_bits), Signal()  # a wide entry's first word
+        c_valid, c_entry, c_closes = Signal(), Signal(), Signal()
+        c_index, c_d = Signal(f.index_bits), Signal(d_shape)
+
+        g = Signal(range(max(nf, 2)))
+        g_base = Signal(range(max(nf * s.mw, 2)))  # g * mw
+        ending = Signal()  # the token's output pass follows its last entry
+        token = Signal(range(max(s.vectors, 2)))
+        fresh = Signal(init=1)  # the frame's first pass: accumulators read as zero
+
+        issue, last_g, out_pass, done = Signal(), Signal(), Signal(), Signal()
+        m.d.comb += [
+            issue.eq(adv & c_valid),
+            last_g.eq(g == nf - 1),
+            out_pass.eq(ending | ~c_entry),
+            done.eq(issue & last_g & (out_pass | ~c_closes)),
+            self.i.ready.eq(~c_valid | done),
+        ]
+        with m.If(issue):
+            m.d.sync += [g.eq(Mux(last_g, 0, g + 1)), g_base.eq(Mux(last_g, 0, g_base + s.mw))]
+            with m.If(last_g):
+                m.d.sync += [ending.eq(~out_pass & c_closes), fresh.eq(0)]
+                with m.If(out_pass):
+                    m.d.sync += token.eq(Mux(token == s.vectors - 1, 0, token + 1))
+                    with m.If(token == s.vectors - 1):
+                        m.d.sync += fresh.eq(1)
+        with m.If(self.i.valid & self.i.ready):
+            with m.If(half):
+                m.d.sync += [half.eq(0), c_valid.eq(1), c_entry.eq(1), c_closes.eq(h_last),
+                             c_index.eq(h_index), c_d.eq(word[:f.delta_type.bits])]
+            with m.Elif(w_wide):
+                m.d.sync += [half.eq(1), h_index.eq(w_index), h_last.eq(w_last),
+                             c_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [c_valid.eq((narrow != 0) | w_last), c_entry.eq(narrow != 0),
+                             c_closes.eq(w_last), c_index.eq(w_index), c_d.eq(narrow)]
+        with m.Elif(done):
+            m.d.sync += c_valid.eq(0)
+
+        # ---- reads: weights of column c, accumulators and thresholds of group g
+        w1 = mvau.weight_memory(m, s.weights, s.weight_type, pe, 1, g_base + c_index, adv)
+        thr_rows = []
+        if s.thresholds is not None:
+            thr_rows, thr_layout = mvau.threshold_memory(m, s.thresholds, pe, g, adv)
+
+        # ---- S1: accumulate (entry) or activate and emit (output pass) -----------
+        v1, out1, fresh1 = Signal(), Signal(), Signal()
+        d1 = Signal(d_shape)
+        g1 = Signal.like(g)
+        with m.If(adv):
+            m.d.sync += [v1.eq(issue), out1.eq(out_pass), fresh1.eq(fresh), d1.eq(c_d),
+                         g1.eq(g)]
+        updated = Signal(acc_layout)
+        running = running_words(m, acc_layout, nf, g, adv, g1, adv & v1, updated)
+        y = Signal(lane_layout(s.out_type, pe))
+        for p in range(pe):
+            base = Mux(fresh1, 0, running[p])
+            wv = w1[p][0]
+            product = Mux(wv, d1, -d1) if s.weight_type.bipolar else d1 * wv
+            m.d.comb += updated[p].eq(Mux(out1, base, base + product))
+            if s.thresholds is None:
+                m.d.comb += y[p].eq(updated[p])
+            else:
+                m.d.comb += y[p].eq(mvau.activation(updated[p], thr_layout(thr_rows[p]),
+                                                    s.levels, s.out_type, s.out_base))
+
+        with m.If(adv):
+            m.d.sync += self.o.valid.eq(v1 & out1)
+            with m.If(v1 & out1):
+                m.d.sync += self.o.payload.eq(y)
+        return m
+
+
+def fold_options(spec: Spec) -> list[dict]:
+    return [{"pe": pe} for pe in divisors(spec.mh)]
+
+
+def fill_words(spec: Spec) -> int:
+    """A whole token's entries, then the decode, S1 and output registers."""
+    return spec.mw + 3
+
+
+def estimate(spec: Spec, family: str) -> Cost:
+    s, f = spec, spec.fmt
+    acc_bits = s.acc_type.bits
+    wbits = 1 if s.weight_type.bipolar else s.weight_type.bits
+    dbits = f.delta_type.bits
+    ml, md = mult_cost(dbits, wbits, family)
+    lut = s.pe * (ml + adder_luts(acc_bits, family) + acc_bits)  # product, add, zero/pass
+    dsp = s.pe * md
+    # decode and entry registers, S1, output word, counters
+    ff = (f.index_bits * 2 + dbits * 2 + 8 + s.pe * s.out_type.bits
+          + 2 * max(1, (s.nf * s.mw).bit_length()) + max(1, s.vectors.bit_length()))
+    wl, wf, wb = memory(s.pe * wbits, s.nf * s.mw, family, writable=False)
+    tl, tf, tb = mvau.threshold_cost(s.pe, s.levels, s.nf, acc_bits, family)
+    if s.nf <= REGISTER_WORDS:
+        al, af, ab = 0, s.nf * s.pe * acc_bits, 0
+    else:
+        al, af, ab = memory(s.pe * acc_bits, s.nf, family)
+    lut += wl + tl + al + adder_luts(f.index_bits + s.nf.bit_length(), family) + 30
+    ff += wf + tf + af
+    return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=wb + tb + ab, dsp=dsp)
