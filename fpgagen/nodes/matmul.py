@@ -39,6 +39,7 @@ see :func:`input_lead_words` and ``passes/fifos.py``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
@@ -424,6 +425,14 @@ def fill_words(spec: Spec) -> int:
     frame's B loads meanwhile), or the two a-token slots, then the pipeline."""
     frames = 2 if spec.pingpong else 1
     return max(frames * spec.a_words, 2 * spec.token_words) + PIPELINE_WORDS
+
+
+def frame_lag(spec: Spec) -> tuple[Fraction, Fraction]:
+    """Least and most part of a frame the input must run ahead of the output: the first
+    output word needs all of the frame's B (an a-token only ``1 / rows``), the last
+    needs nothing beyond its own frame. What B it may buffer beyond that (``pingpong``)
+    is not needed by any output."""
+    return Fraction(0), Fraction(1)
 
 
 def input_lead_words(spec: Spec, port: str) -> int:
