@@ -11,7 +11,7 @@ import numpy as np
 
 from fpgagen.dtypes import IntType
 from fpgagen.ir import Graph, Node, Tensor
-from fpgagen.nodes import add, mvau, swg, thresholding
+from fpgagen.nodes import add, matmul, mvau, swg, thresholding
 from fpgagen.passes import fifos, forks, widths
 
 UINT2 = IntType(2, False)
@@ -125,6 +125,68 @@ def fork_join(rng) -> Graph:
     inner = b.node(first, [branch, "x"], (6, 4), first.out_type)
     second = add.Spec("add2", 4, first.out_type, int4, vectors=6, pe=1)
     return prepared(b.graph(b.node(second, [inner, "x"], (6, 4), second.out_type)))
+
+
+def _projection(rng, name, tokens, dim, out_dim, dtype, out, pe, simd):
+    """A quantized linear layer over tokens (an MVAU with thresholds): Q, K or V."""
+    weights = values(rng, INT2, (out_dim, dim))
+    raw = mvau.Spec(name, dim, out_dim, weights, dtype, INT2, IntType(32, True),
+                    vectors=tokens)
+    lo, hi = raw.acc_range
+    return mvau.Spec(name, dim, out_dim, weights, dtype, INT2, out,
+                     thresholds=_thresholds(rng, lo, hi, out_dim, out.max - out.min),
+                     out_base=out.min, vectors=tokens, pe=pe, simd=simd)
+
+
+def attention_scores(seed=0, *, tokens=6, dim=4, heads=2, d=3, pingpong=False) -> Graph:
+    """x (tokens x dim) -> fork -> Q and K projections (int3, heads x d per token) ->
+    matmul QKᵀ per head: the exact scores are the output."""
+    rng = np.random.default_rng(seed)
+    int3 = IntType(3, True)
+    b = Builder((tokens, dim), UINT2)
+    q = b.node(_projection(rng, "q", tokens, dim, heads * d, UINT2, int3, d, dim), ["x"],
+               (tokens, heads * d), int3)
+    k = b.node(_projection(rng, "k", tokens, dim, heads * d, UINT2, int3, d, dim), ["x"],
+               (tokens, heads * d), int3)
+    qk = matmul.Spec("qk", tokens, tokens, d, int3, int3, True, heads, pe=1, simd=d,
+                     pingpong=pingpong)
+    return b.graph(b.node(qk, [q, k], (tokens, heads * tokens), qk.out_type))
+
+
+def attention_values(seed=0, *, tokens=4, dim=3, heads=2, d=2, pingpong=True) -> Graph:
+    """x -> fork -> uint3 attention weights (heads x tokens per token) and V (int3) ->
+    matmul AV per head: the merged heads (exact) are the output."""
+    rng = np.random.default_rng(seed)
+    int3, uint3 = IntType(3, True), IntType(3, False)
+    b = Builder((tokens, dim), UINT2)
+    attn = b.node(_projection(rng, "weights", tokens, dim, heads * tokens, UINT2, uint3, 2,
+                              dim), ["x"], (tokens, heads * tokens), uint3)
+    v = b.node(_projection(rng, "v", tokens, dim, heads * d, UINT2, int3, 1, 1), ["x"],
+               (tokens, heads * d), int3)
+    av = matmul.Spec("av", tokens, tokens, d, uint3, int3, False, heads, pe=d, simd=2,
+                     pingpong=pingpong)
+    return b.graph(b.node(av, [attn, v], (tokens, heads * d), av.out_type))
+
+
+def attention(seed=0, *, tokens=6, dim=4, heads=2, d=2) -> Graph:
+    """A whole attention: x -> fork -> Q, K, V projections; QKᵀ per head (pingpong) ->
+    thresholding to uint3 weights -> AV per head with V: the merged heads (exact) are
+    the output."""
+    rng = np.random.default_rng(seed)
+    int3, uint3 = IntType(3, True), IntType(3, False)
+    b = Builder((tokens, dim), UINT2)
+    proj = {name: b.node(_projection(rng, name, tokens, dim, heads * d, UINT2, int3, d, dim),
+                         ["x"], (tokens, heads * d), int3) for name in ("q", "k", "v")}
+    qk = matmul.Spec("qk", tokens, tokens, d, int3, int3, True, heads, pe=2, simd=d,
+                     pingpong=True)
+    scores = b.node(qk, [proj["q"], proj["k"]], (tokens, heads * tokens), qk.out_type)
+    lo, hi = qk.out_type.min, qk.out_type.max
+    weights = thresholding.Spec("weights", heads * tokens, qk.out_type, uint3,
+                                _thresholds(rng, lo, hi, heads * tokens, 7), 0,
+                                vectors=tokens, pe=2)
+    attn = b.node(weights, [scores], (tokens, heads * tokens), uint3)
+    av = matmul.Spec("av", tokens, tokens, d, uint3, int3, False, heads, pe=d, simd=2)
+    return b.graph(b.node(av, [attn, proj["v"]], (tokens, heads * d), av.out_type))
 
 
 def prepared(graph: Graph) -> Graph:

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 from conftest import DIGITS_MODEL, run_cli, zoo_model
-from dag_graphs import fork_join
+from dag_graphs import attention_scores, attention_values, fork_join, prepared
 
 from fpgagen import nodes, reference, zoo
 from fpgagen.dtypes import BIPOLAR, IntType
@@ -24,7 +24,6 @@ from fpgagen.nodes import (
     fifo,
     labelselect,
     layernorm,
-    matmul,
     mvau,
     pool,
     softmax,
@@ -138,12 +137,9 @@ NODE_CASES = {
     "layernorm": lambda r: layernorm.Spec(
         "ln", 8, IntType(6, True), IntType(7, True), 14, 6, r.integers(-90, 90, size=8),
         r.integers(-400, 400, size=8), 5, var_offset=3, vectors=2, pe=2),
-    "matmul_qk": lambda r: matmul.Spec("qk", 3, 4, 4, IntType(4, True),
-                                       matmul.acc_type(IntType(4, True), 4), True, heads=2,
-                                       lanes=2),
-    "matmul_av": lambda r: matmul.Spec("av", 3, 4, 4, IntType(5, False),
-                                       matmul.acc_type(IntType(5, False), 4), False, heads=2,
-                                       lanes=2),
+    # graphs: a fork feeds both ports (Q and K projections; attention weights and V)
+    "matmul_qk": lambda r: prepared(attention_scores(int(r.integers(100)), tokens=4)),
+    "matmul_av_pingpong": lambda r: prepared(attention_values(int(r.integers(100)))),
     # running sums in a memory (6 / 2 = 3 channel groups) / in a register (one group)
     "vvau_xnor_thresholds": lambda r: _vvau(r, 6, 9, BIPOLAR, BIPOLAR, 2, BIPOLAR),
     "vvau_mac_raw": lambda r: _vvau(r, 5, 4, IntType(4, True), IntType(3, True), 5, None),
