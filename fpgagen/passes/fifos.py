@@ -84,6 +84,19 @@ def skip_depth(lag_difference: Fraction, words_per_frame: int) -> int:
     return math.ceil(lag_difference * words_per_frame) + SKIP_MARGIN
 
 
+def with_leads(graph: Graph, deficits: dict[str, Fraction]) -> dict[str, Fraction]:
+    """``deficits`` plus, for a join input that waits while the join consumes its other
+    inputs (a matmul takes all of B before A: ``nodes.input_lead_words``), those words:
+    the fork feeding both keeps going only if this input's path holds them too."""
+    out = dict(deficits)
+    for node in graph.topo():
+        for name, t in zip(nodes.in_ports(node.spec), node.inputs):
+            lead = nodes.input_lead_words(node.spec, name)
+            if lead and t in out:
+                out[t] += Fraction(lead, nodes.port(node.spec, name).words)
+    return out
+
+
 def _size_joins(graph: Graph) -> tuple[Graph, bool]:
     lag = lags(graph)
     producers = {t: n for n in graph.nodes for t in n.outputs}
@@ -92,11 +105,12 @@ def _size_joins(graph: Graph) -> tuple[Graph, bool]:
         if len(node.inputs) < 2:
             continue
         longest = max(lag[t] for t in node.inputs)
+        deficits = with_leads(graph, {t: longest - lag[t] for t in node.inputs})
         for t in node.inputs:
             buffer = producers.get(t)
-            if lag[t] == longest or buffer is None or not isinstance(buffer.spec, fifo.Spec):
+            if deficits[t] <= 0 or buffer is None or not isinstance(buffer.spec, fifo.Spec):
                 continue
-            need = skip_depth(longest - lag[t], buffer.spec.elems // buffer.spec.lanes)
+            need = skip_depth(deficits[t], buffer.spec.elems // buffer.spec.lanes)
             if need > buffer.spec.depth:
                 depths[buffer.name] = need
     if not depths:
