@@ -13,6 +13,8 @@ from amaranth.sim import Simulator
 from dag_graphs import (
     UINT2,
     Builder,
+    attention,
+    attention_scores,
     downsampling_block,
     fork_join,
     prepared,
@@ -438,3 +440,72 @@ def test_fork_join_harness_has_both_multi_port_kinds():
     assert kinds.count("add") == 2 and "dup" in kinds
     dup = next(n for n in fork_join(np.random.default_rng(0)).nodes if n.kind == "dup")
     assert dup.spec.copies == 3
+
+
+# ---- attention: a matmul joins two branches of one fork ------------------------------
+
+ATTENTION = {"scores": lambda: attention_scores(tokens=10),
+             "scores_pingpong": lambda: attention_scores(tokens=10, pingpong=True),
+             "attention": lambda: attention(tokens=8)}
+
+
+def test_the_fifo_in_front_of_a_holds_a_frame_of_a():
+    """The matmul takes all of B before A: the fork then runs a whole frame ahead of the
+    A input, so A's FIFO holds a frame (two with pingpong) beyond the branches' lags."""
+    for pingpong, frames in ((False, 1), (True, 2)):
+        graph = prepared(attention_scores(tokens=10, pingpong=pingpong))
+        qk = graph.node("qk")
+        a_fifo, b_fifo = (graph.producer(t) for t in qk.inputs)
+        assert a_fifo.kind == b_fifo.kind == "fifo"
+        assert a_fifo.spec.depth >= frames * qk.spec.a_words
+        assert b_fifo.spec.depth == fifos.DEFAULT_DEPTH  # B is never kept waiting
+        a, b = qk.inputs
+        assert fifos.with_leads(graph, {a: Fraction(1, 3), b: 0}) == {a: frames + Fraction(1, 3),
+                                                                     b: 0}
+
+
+def test_without_the_lead_the_scores_deadlock():
+    graph = prepared(attention_scores(tokens=10))
+    shallow = graph.replace(nodes=tuple(
+        dataclasses.replace(n, spec=dataclasses.replace(n.spec, depth=fifos.DEFAULT_DEPTH))
+        if n.name == "fifo_q" else n for n in graph.nodes))
+    x = values(np.random.default_rng(7), UINT2, (2, 40))
+    with pytest.raises(AssertionError, match="no progress: 0/400 words"):
+        run_top(shallow, x, stall_in=0, stall_out=0, max_idle=1500)
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.5, 0.9])
+@pytest.mark.parametrize("block", sorted(ATTENTION))
+def test_attention_is_bit_exact_without_deadlock(block, stall):
+    graph = prepared(ATTENTION[block]())
+    first, _ = stream_ports(graph)
+    frames = 2 if stall == 0.9 else 3
+    x = values(np.random.default_rng(7), first.dtype, (frames, first.elems))
+    got, ends = run_top(graph, x, stall_in=stall, stall_out=stall, seed=int(stall * 10))
+    assert np.array_equal(got, reference.run_hw(graph, x))
+    if stall == 0.0:
+        estimate = max(n.spec.cycles() for n in graph.nodes)
+        assert all(abs(d - estimate) <= 0.05 * estimate for d in np.diff(ends))
+
+
+def test_attention_as_verilog_under_stalls_0_05_09(tmp_path):
+    """Q, K, V projections -> QKᵀ (pingpong) -> thresholding -> AV, as Verilog: bit-exact
+    with stalls 0, 0.5 and 0.9 on both ends, no deadlock, cycles/frame within 5%."""
+    graph = prepared(attention(tokens=8))
+    stress = [{"stall_in": p, "stall_out": p, "seed": k} for k, p in enumerate((0.0, 0.5, 0.9))]
+    res = _cocotb(graph, tmp_path, 4, stress=stress)
+    assert [phase["words_out"] for phase in res.stress] == [4 * 8 * 2 * 2 // 2] * 3
+
+
+def test_fold_meets_a_budget_on_the_attention():
+    """The fold pass picks each matmul's pe x simd for a cycle budget (a target fps);
+    the converters and FIFOs around it follow, and the measured frame time is the
+    estimate."""
+    graph = estimate_graph.refold(attention(tokens=8), 60, "xc7")
+    assert max(n.spec.cycles() for n in graph.nodes) <= 60
+    assert all(n.spec.pe * n.spec.simd > 1 for n in graph.nodes if n.kind == "matmul")
+    x = values(np.random.default_rng(3), UINT2, (3, 32))
+    got, ends = run_top(graph, x, stall_in=0, stall_out=0)
+    assert np.array_equal(got, reference.run_hw(graph, x))
+    estimate = max(n.spec.cycles() for n in graph.nodes)
+    assert all(abs(d - estimate) <= 0.05 * estimate for d in np.diff(ends))
