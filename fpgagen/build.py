@@ -18,14 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__, boards, gen_budget, passes
+from .delta_stats import design as differential_design
 from .errors import BuildDirError, FoldingError, FpgagenError
 from .estimate_graph import graph_report
 from .frontend import load_model, lower
 from .hw.emit import TOP_NAME, verilog_text
 from .ir import Graph
+from .passes import differential
 from .project import project_files
 
 MARKER = "fpgagen-build.json"  # written last: its presence means the build finished
+ATTENTION = ("plain", "differential")  # --attention: how the projections are computed
 
 
 @dataclass
@@ -53,16 +56,23 @@ def _stage(name: str, timings: dict, progress: Callable[[str], None] | None):
 
 def compile_graph(model_path, *, board: boards.Board, target_fps=None, clock_mhz=None,
                   fit: bool = False, folding: dict | None = None, timings=None,
-                  progress=None) -> Graph:
+                  progress=None, attention: str = "plain") -> Graph:
     """Load, lower and run the pass pipeline: the folded graph, ready to emit.
 
     ``folding``: per-node overrides ({node: {field: value}}, see ``read_folding``).
+    ``attention="differential"``: MVAUs on deltas (``passes/differential.py``).
     """
+    if attention not in ATTENTION:
+        raise FpgagenError(f"--attention must be one of {', '.join(ATTENTION)}, not "
+                           f"{attention!r}")
     timings = {} if timings is None else timings
     with _stage("load", timings, progress):
         model = load_model(model_path)
     with _stage("lower", timings, progress):
         graph = lower(model)
+    if attention == "differential":
+        with _stage("differential", timings, progress):
+            graph, _ = differential.apply(graph)
     for name, fn in passes.PIPELINE:
         with _stage(name, timings, progress):
             if name == "fold":
@@ -96,8 +106,8 @@ def read_folding(path: str | os.PathLike) -> dict:
 def build(model: str | os.PathLike, out: str | os.PathLike, *, board: str = boards.DEFAULT,
           target_fps: float | None = None, clock_mhz: float | None = None,
           fit: bool = False, folding: str | os.PathLike | dict | None = None,
-          force: bool = False, progress: Callable[[str], None] | None = _stderr
-          ) -> BuildResult:
+          force: bool = False, progress: Callable[[str], None] | None = _stderr,
+          attention: str = "plain") -> BuildResult:
     """Build ``model`` into ``out``; see docs/cli.md. ``folding``: a folding file or dict."""
     out = Path(out)
     if folding is not None and not isinstance(folding, dict):
@@ -112,7 +122,8 @@ def build(model: str | os.PathLike, out: str | os.PathLike, *, board: str = boar
         raise BuildDirError(f"output path '{out}' exists and is not a directory")
     timings: dict = {}
     graph = compile_graph(model, board=the_board, target_fps=target_fps, clock_mhz=clock_mhz,
-                          fit=fit, folding=folding, timings=timings, progress=progress)
+                          fit=fit, folding=folding, timings=timings, progress=progress,
+                          attention=attention)
     gen_budget.check(graph, the_board.family)  # refuse up front, not by an OOM kill later
     with _stage("verilog", timings, progress):
         text = verilog_text(graph)
@@ -120,6 +131,8 @@ def build(model: str | os.PathLike, out: str | os.PathLike, *, board: str = boar
         report = graph_report(graph, the_board, clock_mhz or the_board.clock_mhz)
         report["model"] = Path(model).name
         report["verilog_bytes"] = len(text.encode())
+        if attention == "differential":
+            report["differential"] = differential_design(graph)
     with _stage("project", timings, progress):
         project = project_files(graph, the_board, clock_mhz or the_board.clock_mhz)
     with _stage("write", timings, progress):

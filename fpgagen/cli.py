@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="fastest folding whose estimate fits the whole board")
     b.add_argument("--folding", metavar="FILE.json",
                    help="per-node PE/SIMD overrides (the form of OUT/folding.json)")
+    b.add_argument("--attention", choices=("plain", "differential"), default="plain",
+                   help="differential: projections (convolutions, patch embedding, Q/K/V) "
+                        "on the deltas between consecutive vectors (default plain)")
     b.add_argument("--force", action="store_true", help="replace an existing OUT")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
@@ -76,7 +79,7 @@ def _run(args) -> int:
         with np.errstate(all="ignore"):
             build(args.model, args.out, board=args.board, target_fps=args.target_fps,
                   clock_mhz=args.clock_mhz, fit=args.fit, folding=args.folding,
-                  force=args.force,
+                  force=args.force, attention=args.attention,
                   progress=None if args.quiet else
                   (lambda msg: print(msg, file=sys.stderr, flush=True)))
         return 0
@@ -93,6 +96,10 @@ def _run(args) -> int:
               f"{res['latency_cycles']} cycles, {res['simulator']}")
         if res["first_mismatch"]:
             print(f"first mismatch: {res['first_mismatch']}")
+        if res.get("differential"):
+            from .delta_stats import text_lines
+
+            print("\n".join(text_lines(res["differential"], res["cycles_per_frame"])))
         return 0 if res["passed"] else 1
     if args.command == "report":
         from .report import report

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from . import report_html
+from . import delta_stats, report_html
 from .boards import Board
 from .build import open_build
 from .errors import BoardError
@@ -127,6 +127,8 @@ def markdown(report: dict) -> str:
         bar = "#" * max(1, round(30 * n["cycles"] / top))
         mark = " **bottleneck**" if n["name"] == report["bottleneck"] else ""
         lines.append(f"| {n['name']} | {n['cycles']} | `{bar}`{mark} |")
+    if report.get("differential"):
+        lines += delta_stats.markdown_lines(report["differential"])
     lines += ["", "Plots: report.html"]
     return "\n".join(lines) + "\n"
 
@@ -158,6 +160,20 @@ def _board(report: dict) -> Board:
     return Board(**spec)
 
 
+def _add_differential_data(out: Path, rep: dict) -> bool:
+    """A differential build's report takes the statistics of the last ``fpgagen sim``
+    run (``sim/results.json``), if any; True when it did."""
+    try:
+        sim = json.loads((out / "sim" / "results.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if not rep.get("differential") or not isinstance(sim, dict) or not sim.get("differential"):
+        return False
+    rep["differential"] = {**rep["differential"], "data": sim["differential"],
+                           "measured_cycles_per_frame": sim.get("cycles_per_frame")}
+    return True
+
+
 def report(out, *, synth: bool = False, pnr: bool = False, fmt: str = "text",
            progress: Callable[[str], None] | None = None) -> str:
     """Write OUT/report.md and OUT/report.html (and, with tools, report.json).
@@ -169,13 +185,14 @@ def report(out, *, synth: bool = False, pnr: bool = False, fmt: str = "text",
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
     out, graph, rep = open_build(out)
+    with_data = _add_differential_data(out, rep)
     board = _board(rep) if pnr else None
     if board is not None and board.vendor != "lattice":
         raise BoardError(f"--pnr places and routes with nextpnr, for Lattice boards; "
                          f"'{board.name}' is {board.vendor}",
                          hint="for Xilinx boards run vivado -mode batch -source "
                               f"{out}/vivado/build.tcl")
-    _write(out, rep, with_json=False)  # the estimate report, whatever the tools do
+    _write(out, rep, with_json=with_data)  # the estimate report, whatever the tools do
     if synth:
         result = synthesis.synthesize_build(out, graph, rep["family"],
                                             workers=synthesis.cpu_workers(),

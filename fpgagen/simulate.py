@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import host, reference
+from . import delta_stats, host, reference
 from .build import open_build
 from .dtypes import pack_lanes, unpack_lanes
 from .errors import FpgagenError
@@ -95,6 +95,8 @@ def simulate(out, *, inputs=None, count: int | None = None, seed: int = 0,
         "cycles_total": result.cycles_total,
         "passed": result.mismatches == 0 and result.tlast_errors == 0,
     }
+    if delta_stats.units(graph):  # a differential build: what it saved on these frames
+        results["differential"] = delta_stats.statistics(graph, x_int, report["family"])
     (out / "sim").mkdir(exist_ok=True)
     (out / "sim" / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     np.save(out / "sim" / "outputs.npy", outputs)

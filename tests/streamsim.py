@@ -143,3 +143,50 @@ def run_top(graph, x: np.ndarray, *, stall_in=0.3, stall_out=0.3, seed=0,
     assert not stuck, f"no progress: {len(got)}/{n_out} words"
     frames = [got[k:k + last.words] for k in range(0, len(got), last.words)]
     return words_values(frames, last.dtype, last.lanes), ends
+
+
+def run_words(spec, in_words: list[int], n_out: int, *, stall_in=0.3, stall_out=0.3,
+              seed=0, max_cycles=200_000) -> tuple[list[int], int]:
+    """Raw words into port ``i`` of ``spec``'s component, ``n_out`` raw words out of
+    ``o``: for streams whose words per frame depend on the data (a delta stream).
+
+    Returns the words and the cycle at which the last one was taken; fails when no
+    word arrives for ``max_cycles`` cycles, and when a surplus word follows.
+    """
+    dut = component(spec)
+    got: list[int] = []
+    rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
+    end = []
+
+    async def drive(ctx):
+        for word in in_words:
+            while rng_in.random() < stall_in:
+                await ctx.tick()
+            ctx.set(dut.i.payload.as_value(), word)
+            ctx.set(dut.i.valid, 1)
+            await ctx.tick().until(dut.i.ready)
+            ctx.set(dut.i.valid, 0)
+
+    async def take(ctx):
+        cycles = idle = 0
+        while len(got) < n_out:
+            ready = rng_out.random() >= stall_out
+            ctx.set(dut.o.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload.as_value())
+            cycles, idle = cycles + 1, idle + 1
+            if ready and valid:
+                got.append(payload)
+                idle = 0
+            assert idle < max_cycles, f"no progress: {len(got)}/{n_out} words"
+        end.append(cycles)
+        ctx.set(dut.o.ready, 1)
+        for _ in range(40):
+            _, _, valid = await ctx.tick().sample(dut.o.valid)
+            assert not valid, "a surplus output word"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(drive)
+    sim.add_testbench(take)
+    sim.run()
+    return got, end[0]

@@ -122,9 +122,15 @@ class DeltaFormat:
 
 
 def default_narrow_bits(x_type: IntType) -> int:
-    """About half the deltas' width (at least 3 bits): small deltas in one word."""
+    """Up to 5-bit deltas (inputs of up to 4 bits) all in one word; wider ones split at
+    about half their width (at least 5 bits).
+
+    On the digits CNN's 4-bit activations (bench/differential.py) a 5-bit field for
+    every delta moved fewer bits than any narrower field with escapes: neighbouring
+    pixels of small images differ by much of the range.
+    """
     top = DeltaFormat(1, x_type, 1).delta_type.bits
-    return min(top, max(3, (top + 2) // 2))
+    return top if top <= 5 else max(5, (top + 2) // 2)
 
 
 def deltas(x: np.ndarray, vectors: int, channels: int) -> np.ndarray:

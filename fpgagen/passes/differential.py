@@ -1,0 +1,101 @@
+"""Differential projections: MVAUs -> delta encoder + differential MVAU.
+
+``apply(graph, names)`` replaces each named MVAU by a ``dmvau`` (same name, same
+output tensor, identical outputs) fed by a ``delta`` encoder of its input. MVAUs that
+read the same tensor with the same shape (a transformer's Q, K and V projections)
+share one encoder; its output is then a tensor with several readers, which the
+``forks`` pass later gives a duplicator. Which MVAUs: ``names``, else
+``graph.meta["differential"]`` (the frontend lists the ViT's patch embedding and
+Q/K/V projections there), else every MVAU with more than one input vector per frame
+(a convolution's output pixels, a transformer's tokens): a single vector per frame
+has no previous vector to differ from.
+
+Runs before folding (``build.compile_graph``): the folding then sees the
+differential units' worst-case cycles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..errors import FpgagenError
+from ..ir import Graph, Node, Tensor
+from ..nodes import delta, dmvau, mvau
+
+
+def candidates(graph: Graph) -> list[str]:
+    """The MVAUs to make differential when no names are given (see the module doc)."""
+    listed = graph.meta.get("differential")
+    if listed:
+        return list(listed)
+    return [n.name for n in graph.nodes
+            if isinstance(n.spec, mvau.Spec) and n.spec.vectors > 1]
+
+
+def _check(graph: Graph, names: list[str]) -> None:
+    if not names:
+        raise FpgagenError("no MVAU in this model processes more than one vector per frame, "
+                           "so there are no deltas to send", where="--attention differential",
+                           hint="it applies to convolutions and transformer projections; "
+                                "use --attention plain")
+    by_name = {n.name: n for n in graph.nodes}
+    for name in names:
+        node = by_name.get(name)
+        if node is None:
+            raise FpgagenError(f"node '{name}' is not in the graph",
+                               where="--attention differential",
+                               hint="MVAUs: " + ", ".join(n.name for n in graph.nodes
+                                                          if isinstance(n.spec, mvau.Spec)))
+        if not isinstance(node.spec, mvau.Spec):
+            raise FpgagenError(f"node '{name}' is a {node.kind}, not an MVAU",
+                               where="--attention differential",
+                               hint="only MVAUs (matrix-vector units) can run on deltas")
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    out, k = name, 1
+    while out in taken:
+        out, k = f"{name}_{k}", k + 1
+    taken.add(out)
+    return out
+
+
+def apply(graph: Graph, names: list[str] | None = None, narrow_bits: int | None = None
+          ) -> tuple[Graph, bool]:
+    """Make the named MVAUs differential (see the module docstring).
+
+    ``narrow_bits``: signed bits of a one-word delta (default
+    ``delta.default_narrow_bits`` of each input type).
+    """
+    names = candidates(graph) if names is None else list(names)
+    _check(graph, names)
+    chosen = set(names)
+    tensors = dict(graph.tensors)
+    taken = {n.name for n in graph.nodes} | set(tensors)
+    encoders: dict[tuple, Node] = {}  # (input tensor, shape of the vectors) -> encoder
+    placed: set[str] = set()
+    new_nodes = []
+    for node in graph.nodes:
+        if node.name not in chosen:
+            new_nodes.append(node)
+            continue
+        s = node.spec
+        key = (node.inputs[0], s.mw, s.vectors)
+        bits = delta.default_narrow_bits(s.in_type) if narrow_bits is None else narrow_bits
+        if key not in encoders:
+            enc_name = _unique(f"delta_{node.inputs[0]}", taken)
+            spec = delta.Spec(enc_name, s.mw, s.in_type, bits, vectors=s.vectors)
+            out = Tensor(_unique(f"{enc_name}_out", taken), (s.vectors * s.mw,), spec.out_type)
+            tensors[out.name] = out
+            encoders[key] = Node(enc_name, spec, (node.inputs[0],), (out.name,))
+        encoder = encoders[key]
+        if encoder.name not in placed:
+            new_nodes.append(encoder)
+            placed.add(encoder.name)
+        spec = dmvau.Spec(s.name, s.mw, s.mh, s.weights, s.in_type, s.weight_type, s.out_type,
+                          encoder.spec.narrow_bits, thresholds=s.thresholds,
+                          out_base=s.out_base, vectors=s.vectors, pe=s.pe)
+        new_nodes.append(dataclasses.replace(node, spec=spec,
+                                             inputs=(encoder.outputs[0],) + node.inputs[1:]))
+    meta = dict(graph.meta, attention="differential", differential=names)
+    return graph.replace(nodes=tuple(new_nodes), tensors=tensors, meta=meta), True
