@@ -21,13 +21,13 @@ from ..onnx_ops import F32
 
 
 def elems(shape) -> int:
-    """Elements of one frame of an ONNX tensor (batch first)."""
-    return int(np.prod(shape[1:], dtype=np.int64))
+    """Elements of one frame of an ONNX tensor: the batch is 1, wherever its axis is."""
+    return int(np.prod(shape, dtype=np.int64))
 
 
 def channels_last_order(shape) -> np.ndarray | None:
     """Stream order of an ONNX tensor whose channel axis is 1 (NCHW, NCL): NHWC."""
-    if len(shape) < 3:
+    if len(shape) < 3 or shape[0] != 1:
         return None
     index = np.arange(elems(shape)).reshape(shape[1:])
     return np.moveaxis(index, 0, -1).reshape(-1)
@@ -60,7 +60,7 @@ def stream_constant(const, shape, order, channels: int, where: str) -> np.ndarra
     if np.broadcast_shapes(c.shape, tuple(shape)) != tuple(shape):
         raise UnsupportedError(f"a constant of shape {list(c.shape)} would broadcast the "
                                f"tensor of shape {list(shape)} to a larger one", where=where)
-    flat = full.reshape(shape[0], -1)[0]
+    flat = full.reshape(-1)
     if order is not None:
         flat = flat[order]
     return _compress(flat, channels, where, list(c.shape), list(shape))

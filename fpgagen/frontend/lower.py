@@ -33,66 +33,12 @@ from ..nodes import add, mvau, pool, swg, thresholding, vvau
 from ..onnx_ops import ELEMENTWISE, F32, REGROUP, evaluate, supported, trunc_operands
 from . import layout
 from . import thresholds as thr
+from .values import _channels, _Host, _QWeight, _Stream, _stream_shape
 
 QUANT_OPS = {"Quant", "BipolarQuant", "Trunc"}
 POOL_OPS = {"MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool"}
 LOWERED_OPS = {"MatMul", "Gemm", "Conv", *POOL_OPS}  # ops lowering builds itself
 MAX_WEIGHT_BITS = 16
-
-
-@dataclass
-class _Host:
-    ops: list[HostOp]
-    shape: tuple[int, ...]
-
-
-@dataclass
-class _Stream:
-    tensor: str
-    chain: list[HostOp]  # in stream form (layout.py)
-    shape: tuple[int, ...]  # ONNX shape, batch first
-    order: np.ndarray | None  # ONNX element at each stream position; None: the same
-    channels: int  # size of the stream's innermost axis
-
-    @property
-    def elems(self) -> int:
-        return layout.elems(self.shape)
-
-    @property
-    def channels_last(self) -> bool:
-        """An image (N, C, spatial...) travelling NHWC, as convolutions need it."""
-        return len(self.shape) >= 3 and layout.same_order(
-            self.order, layout.channels_last_order(self.shape)) and \
-            self.channels == self.shape[1]
-
-
-def _channels(shape, order) -> int:
-    """The innermost stream axis of a tensor of ``shape`` travelling in ``order``."""
-    if len(shape) == 4 and layout.same_order(order, layout.channels_last_order(shape)):
-        # an NCHW image travelling NHWC; with one channel (or one pixel) that order is
-        # also the identity, and the image's channel axis must still be innermost
-        return int(shape[1])
-    if layout.is_identity(order):
-        return int(shape[-1]) if len(shape) > 1 else 1
-    if len(shape) >= 3 and layout.same_order(order, layout.channels_last_order(shape)):
-        return int(shape[1])
-    return layout.elems(shape)  # no axis survives: every element is its own channel
-
-
-def _stream_shape(s: _Stream) -> tuple[int, ...]:
-    """The per-frame shape of the stream, in its own order (IR tensor shape)."""
-    if s.channels_last:
-        return tuple(s.shape[2:]) + (s.shape[1],)
-    if layout.is_identity(s.order):
-        return tuple(s.shape[1:])
-    return (s.elems // s.channels, s.channels)
-
-
-@dataclass
-class _QWeight:
-    levels: np.ndarray  # int64
-    scale: np.ndarray  # float32, broadcast to levels.shape
-    dtype: IntType
 
 
 @dataclass
@@ -332,14 +278,13 @@ class _Lowering:
                                            stream.channels, where)
             return dataclasses.replace(stream, chain=stream.chain + chain)
         if op in ELEMENTWISE:
-            consts = []
             for o in operands:
                 if o is not None:
                     _check_finite(o, where)
-                    o = layout.stream_constant(o, stream.shape, stream.order,
-                                               stream.channels, where)
-                consts.append(o)
-            hop = HostOp(op, tuple(consts), attrs, name=where)
+            stream = _widen_period(stream, operands, where)
+            consts = tuple(None if o is None else layout.stream_constant(
+                o, stream.shape, stream.order, stream.channels, where) for o in operands)
+            hop = HostOp(op, consts, attrs, name=where)
             return dataclasses.replace(stream, chain=stream.chain + [hop])
         if op == "ArgMax":
             return self.argmax(stream, attrs, where)
@@ -349,28 +294,26 @@ class _Lowering:
                                hint="see docs/ops.md for the supported ops")
 
     def regroup(self, op, stream, operands, attrs, where):
-        """Reshape, Flatten, Transpose...: the stream stays, its ONNX view changes."""
+        """Reshape, Flatten, Transpose...: the stream stays, its ONNX view changes.
+
+        The data does not move, so the chain's constants (in stream form) stay valid.
+        """
         if op == "Transpose":
-            index = np.arange(stream.elems).reshape(stream.shape[1:])
+            index = np.arange(stream.elems).reshape(stream.shape)
             perm = attrs.get("perm") or list(range(len(stream.shape)))[::-1]
-            if perm[0] != 0:
-                raise UnsupportedError("a Transpose that moves the batch axis is not "
-                                       "supported", where=where)
-            moved = np.transpose(index, [p - 1 for p in perm[1:]]).reshape(-1)
+            moved = np.transpose(index, perm).reshape(-1)
             # new ONNX element j is old element moved[j]: position i holds argsort(moved)
             new_of_old = np.argsort(moved)
             old = np.arange(stream.elems) if stream.order is None else stream.order
             order = new_of_old[old]
-            shape = (stream.shape[0],) + tuple(stream.shape[p] for p in perm[1:])
+            shape = tuple(stream.shape[p] for p in perm)
         else:
             hop = HostOp(op, operands, attrs, name=where)
             shape = _shape_after(hop, stream.shape, where)
             order = stream.order
         if layout.is_identity(order):
             order = None
-        channels = _channels(shape, order)
-        chain = layout.rechannel(stream.chain, stream.channels, channels, stream.elems, where)
-        return _Stream(stream.tensor, chain, shape, order, channels)
+        return _Stream(stream.tensor, stream.chain, shape, order, stream.channels)
 
     def argmax(self, stream, attrs, where):
         axis = int(attrs.get("axis", 0))
@@ -857,6 +800,31 @@ def _linear_scale(chain: list[HostOp]) -> np.float32 | None:
             return None
         s = s * c.ravel()[0] if op.op == "Mul" else s / c.ravel()[0]
     return F32(s)
+
+
+def _widen_period(stream: _Stream, constants, where) -> _Stream:
+    """``stream`` with a chain period in which every constant of ``constants`` fits.
+
+    A constant that varies along the stream faster than the chain's period (a
+    per-feature scale after a flatten, say) needs a longer period: the smallest
+    multiple of the current one that divides the frame and holds it.
+    """
+    n, p = stream.elems, stream.channels
+    for o in constants:
+        if o is None or np.asarray(o).size == 1:
+            continue
+        for q in range(p, n + 1, p):
+            if n % q:
+                continue
+            try:
+                layout.stream_constant(o, stream.shape, stream.order, q, where)
+            except UnsupportedError:
+                continue
+            break
+        if q != p:
+            chain = layout.rechannel(stream.chain, p, q, n, where)
+            stream, p = dataclasses.replace(stream, chain=chain, channels=q), q
+    return stream
 
 
 def _shape_after(hop: HostOp, shape, where) -> tuple[int, ...]:
