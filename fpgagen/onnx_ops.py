@@ -163,6 +163,36 @@ def _argmax(x, attrs):
     return y.astype(np.int64)
 
 
+def _erf(x) -> np.ndarray:
+    from scipy.special import erf
+
+    return erf(np.asarray(x, F32)).astype(F32)
+
+
+def _gelu(x, attrs):
+    x = np.asarray(x, F32)
+    if _attr(attrs, "approximate", "none") == "tanh":
+        inner = F32(np.sqrt(2 / np.pi)) * (x + F32(0.044715) * x * x * x)
+        return (F32(0.5) * x * (F32(1) + np.tanh(inner))).astype(F32)
+    return (F32(0.5) * x * (F32(1) + _erf(x / F32(np.sqrt(2))))).astype(F32)
+
+
+def _slice(x, starts, ends, axes=None, steps=None, attrs=None):
+    x = np.asarray(x)
+    starts, ends = np.ravel(starts).astype(np.int64), np.ravel(ends).astype(np.int64)
+    axes = range(len(starts)) if axes is None else np.ravel(axes).astype(np.int64)
+    steps = [1] * len(starts) if steps is None else np.ravel(steps).astype(np.int64)
+    index = [slice(None)] * x.ndim
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        index[int(axis)] = slice(int(start), int(max(min(end, 2**62), -2**62)), int(step))
+    return x[tuple(index)]
+
+
+def _shape(x, attrs):
+    shape = np.asarray(np.shape(x), np.int64)
+    return shape[int(_attr(attrs, "start", 0)):_attr(attrs, "end", None)]
+
+
 def _binary(fn):
     def op(a, b, attrs):
         out = fn(np.asarray(a), np.asarray(b))
@@ -200,12 +230,19 @@ _OPS: dict[str, Callable[..., np.ndarray]] = {
     "QuantLevels": lambda x, scale, zp, bits, attrs: quant_levels(x, scale, zp, bits, attrs),
     "BipolarLevels": lambda x, scale, attrs: bipolar_levels(x),
     "Cast": lambda x, attrs: x,
+    "Shape": _shape,
+    "Slice": lambda x, *rest, attrs: _slice(x, *rest, attrs=attrs),
+    "Concat": lambda *xs, attrs: np.concatenate(xs, axis=int(_attr(attrs, "axis", 0))),
+    "Gelu": _gelu,
+    "Erf": lambda x, attrs: _erf(x),
+    "Tanh": lambda x, attrs: np.tanh(np.asarray(x, F32)),
+    "Sigmoid": lambda x, attrs: (F32(1) / (F32(1) + np.exp(-np.asarray(x, F32)))).astype(F32),
 }
 
 # Ops that map each element on its own (with constants broadcast): they can stand in a
 # float chain between an integer accumulator and the next quantizer.
 ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Relu", "Identity", "Clip", "Neg",
-               "BatchNormalization", "Dropout", "Cast"}
+               "BatchNormalization", "Dropout", "Cast", "Gelu", "Erf", "Tanh", "Sigmoid"}
 # Ops that only move or regroup elements of a C-order stream without reordering them.
 REGROUP = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
 

@@ -29,20 +29,22 @@ from onnx import numpy_helper
 from ..dtypes import IntType, smallest_type
 from ..errors import ModelError, UnsupportedError, node_where
 from ..ir import Graph, HostOp, Node, Tensor
-from ..nodes import add, mvau, pool, swg, thresholding, vvau
+from ..nodes import add, matmul, mvau, pool, swg, thresholding, vvau
 from ..onnx_ops import ELEMENTWISE, F32, REGROUP, evaluate, supported, trunc_operands
 from . import layout
 from . import thresholds as thr
+from .transformer import TransformerLowering
 from .values import _channels, _Host, _QWeight, _Stream, _stream_shape
 
 QUANT_OPS = {"Quant", "BipolarQuant", "Trunc"}
 POOL_OPS = {"MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool"}
-LOWERED_OPS = {"MatMul", "Gemm", "Conv", *POOL_OPS}  # ops lowering builds itself
+TRANSFORMER_OPS = {"Softmax", "LayerNormalization", "ReduceMean", "Split"}
+LOWERED_OPS = {"MatMul", "Gemm", "Conv", *POOL_OPS, *TRANSFORMER_OPS}  # built by lowering
 MAX_WEIGHT_BITS = 16
 
 
 @dataclass
-class _Lowering:
+class _Lowering(TransformerLowering):
     model: onnx.ModelProto
     values: dict = field(default_factory=dict)
     nodes: list[Node] = field(default_factory=list)
@@ -113,6 +115,10 @@ class _Lowering:
                              hint="fpgagen builds quantized (Brevitas QONNX) models")
         if not isinstance(value, _Stream):
             raise UnsupportedError("the model output is a constant")
+        if _pending_layernorm(value):
+            raise UnsupportedError("a LayerNormalization at the model output is not "
+                                   "supported", hint="quantize the LayerNorm's output")
+        self.prune(value.tensor)
         if not self.nodes:
             raise UnsupportedError("the model has no layer to put in hardware "
                                    "(no MatMul/Gemm or quantizer after the input)")
@@ -128,8 +134,42 @@ class _Lowering:
             "output_name": out, "output_shape": list(value.shape),
             "origin": self.origin,
         }
+        projections = self.projections()
+        if projections:
+            meta["differential"] = projections
         return Graph(tuple(self.nodes), dict(self.tensors), (self.hw_input,),
                      (value.tensor,), host_pre, tuple(post), meta)
+
+    def prune(self, output: str) -> None:
+        """Drop nodes nothing reads (a layer split into slices leaves its whole self)."""
+        while True:
+            used = {t for n in self.nodes for t in n.inputs} | {output}
+            dead = [n for n in self.nodes if not any(t in used for t in n.outputs)]
+            if not dead:
+                return
+            for n in dead:
+                self.nodes.remove(n)
+                for t in n.outputs:
+                    self.tensors.pop(t, None)
+                self.origin.pop(n.name, None)
+
+    def projections(self) -> list[str]:
+        """The MVAUs a differential build runs on deltas: the patch embedding (an MVAU
+        behind a sliding window whose windows do not overlap) and the projections that
+        feed attention's matmuls (Q, K, V). Empty for models without attention."""
+        by_output = {t: n for n in self.nodes for t in n.outputs}
+        feeds = [by_output.get(t) for n in self.nodes if isinstance(n.spec, matmul.Spec)
+                 for t in n.inputs]
+        if not any(feeds):
+            return []
+        names = [n.name for n in feeds if n is not None and isinstance(n.spec, mvau.Spec)]
+        for n in self.nodes:
+            src = by_output.get(n.inputs[0]) if n.inputs else None
+            if isinstance(n.spec, mvau.Spec) and src is not None and isinstance(
+                    src.spec, swg.Spec) and (src.spec.k_h, src.spec.k_w) == (
+                    src.spec.stride_h, src.spec.stride_w):
+                names.insert(0, n.name)
+        return list(dict.fromkeys(names))
 
     def visit(self, node: onnx.NodeProto) -> None:
         op, where = node.op_type, node_where(node.name or node.output[0], node.op_type)
@@ -166,6 +206,8 @@ class _Lowering:
             out = self.weight_op(op, node, ins, attrs, where)
         elif op == "Add" and len(data) == 2 and all(isinstance(v, _Stream) for v in data):
             out = self.add_streams(data[0], data[1], node, where)
+        elif op == "MatMul" and len(data) == 2 and all(isinstance(v, _Stream) for v in data):
+            out = self.matmul_streams(ins[0], ins[1], node, where)
         elif len(data) != 1:
             raise UnsupportedError(f"{op} of two data tensors is not supported", where=where,
                                    hint="two on-chip tensors may only be added (residuals)")
@@ -173,6 +215,10 @@ class _Lowering:
             out = self.host_op(op, ins, attrs, where)
         else:
             out = self.stream_op(op, node, ins, attrs, where)
+        if isinstance(out, list):  # a Split
+            for name, value in zip(node.output, out):
+                self.values[name] = value
+            return
         if len(node.output) > 1 and op != "Dropout":
             raise UnsupportedError(f"{op} with several outputs is not supported", where=where)
         self.values[node.output[0]] = out
@@ -216,6 +262,9 @@ class _Lowering:
                             qw.dtype)
         if op in ("Identity", "Dropout"):
             return ins[0]
+        if op == "Add" and len(ins) == 2 and any(isinstance(v, _Stream) for v in ins):
+            stream, qw = (ins[0], ins[1]) if isinstance(ins[0], _Stream) else (ins[1], ins[0])
+            return self.add_constant(stream, qw, node, where)
         if op in ("MatMul", "Gemm") and isinstance(ins[0], _Stream) \
                 and isinstance(ins[1], _QWeight):
             return self.matmul(op, node, ins, attrs, where)
@@ -271,6 +320,19 @@ class _Lowering:
             return self.requantize(op, stream, ins, attrs, where, node)
         if op in REGROUP or op == "Transpose":
             return self.regroup(op, stream, operands, attrs, where)
+        if op == "Shape":
+            return evaluate("Shape", [np.zeros(stream.shape, np.int8)], attrs)
+        if _pending_layernorm(stream):
+            raise UnsupportedError(f"{op} after a LayerNormalization is not supported",
+                                   where=where, hint="quantize the LayerNorm's output first")
+        if op in ("Slice", "Split"):
+            return self.slice_stream(op, node, stream, ins, attrs, where)
+        if op == "Softmax":
+            return self.softmax(stream, attrs, node, where)
+        if op == "LayerNormalization":
+            return self.layernorm(stream, ins, attrs, where)
+        if op == "ReduceMean":
+            return self.reduce_mean(stream, ins, attrs, node, where)
         if op == "BatchNormalization":
             for const in operands[1:]:
                 _check_finite(const, where)
@@ -342,6 +404,8 @@ class _Lowering:
         else:
             scale = stream_form(quant.operands[1])
             quant = HostOp(quant.op, (None, scale, *quant.operands[2:]), quant.attrs, where)
+        if _pending_layernorm(stream):
+            return self.layernorm_node(stream, quant, node, where)
         src = self.tensors[stream.tensor]
         producer = self.producer(stream.tensor)
         # a layer's accumulators (one row of weights per output channel) take the
@@ -356,10 +420,18 @@ class _Lowering:
         else:
             lo = np.full(channels, src.dtype.min, np.int64)
             hi = np.full(channels, src.dtype.max, np.int64)
-        t = thr.derive(stream.chain, quant, lo, hi, where)
+        try:
+            t = thr.derive(stream.chain, quant, lo, hi, where)
+        except UnsupportedError:
+            out_name = None if fuse else self.table_node(stream, quant, node, where)
+            if out_name is None:
+                raise
+            t = None
         out_scale = np.broadcast_to(scale.reshape(-1) if scale.size > 1 else scale.reshape(()),
                                     (channels,) if scale.size > 1 else ())
-        if fuse:
+        if t is None:  # a table
+            pass
+        elif fuse:
             spec = dataclasses.replace(
                 producer.spec, weights=np.where(t.flip[:, None], -w, w),
                 out_type=t.out_type, thresholds=t.thresholds, out_base=t.out_base)
@@ -800,6 +872,10 @@ def _linear_scale(chain: list[HostOp]) -> np.float32 | None:
             return None
         s = s * c.ravel()[0] if op.op == "Mul" else s / c.ravel()[0]
     return F32(s)
+
+
+def _pending_layernorm(stream: _Stream) -> bool:
+    return any(h.op == "LayerNormalization" for h in stream.chain)
 
 
 def _widen_period(stream: _Stream, constants, where) -> _Stream:
