@@ -26,7 +26,7 @@ def units(graph: Graph) -> list[Node]:
     return [n for n in graph.topo() if isinstance(n.spec, dmvau.Spec)]
 
 
-def _encoder(graph: Graph, node: Node) -> Node:
+def encoder_of(graph: Graph, node: Node) -> Node:
     """The delta encoder feeding ``node`` (through FIFOs and duplicators)."""
     producer = graph.producer(node.inputs[0])
     while not isinstance(producer.spec, delta.Spec):
@@ -44,7 +44,7 @@ def design(graph: Graph) -> dict:
     rows = []
     for node in units(graph):
         s = node.spec
-        rows.append({"node": node.name, "encoder": _encoder(graph, node).name,
+        rows.append({"node": node.name, "encoder": encoder_of(graph, node).name,
                      "mw": s.mw, "mh": s.mh, "vectors": s.vectors, "pe": s.pe,
                      "narrow_bits": s.narrow_bits, "word_bits": s.fmt.word_bits,
                      "x_type": s.x_type.name, "cycles_worst": s.cycles(),
@@ -63,7 +63,7 @@ def statistics(graph: Graph, x_int: np.ndarray, family: str = "xc7") -> dict:
         d = values[node.inputs[0]]
         st = delta.link_stats(s.fmt, d, s.vectors)
         cycles = s.cycles_for(d)
-        encoder = _encoder(graph, node)
+        encoder = encoder_of(graph, node)
         per_frame[node.name] = cycles
         per_frame[encoder.name] = encoder.spec.cycles_for(d)
         plain_bits = s.vectors * s.mw * s.x_type.bits

@@ -20,6 +20,8 @@ from fpgagen.hw.emit import verilog_text
 from fpgagen.hw.top import stream_ports
 from fpgagen.ir import Graph, Node, Tensor
 from fpgagen.nodes import (
+    delta,
+    dmvau,
     dwc,
     fifo,
     labelselect,
@@ -101,6 +103,20 @@ def _vvau(rng, channels, positions, it, wt, pe, out, vectors=3):
                      out_base=0 if out.bipolar else out.min, vectors=vectors, pe=pe)
 
 
+def _differential(rng, mw, mh, it, wt, out, *, vectors, pe, lanes, narrow_bits) -> Graph:
+    """x -> delta encoder -> differential MVAU (the delta stream's words depend on the
+    data, so the encoder is tested through its reader)."""
+    plain = _mvau(rng, mw, mh, it, wt, 1, 1, out)
+    spec = dmvau.Spec("dmvau", mw, mh, plain.weights, it, wt, plain.out_type, narrow_bits,
+                      thresholds=plain.thresholds, out_base=plain.out_base, vectors=vectors,
+                      pe=pe)
+    enc = delta.Spec("delta", mw, it, narrow_bits, vectors=vectors, lanes=lanes)
+    return Graph((Node("delta", enc, ("x",), ("d",)), Node("dmvau", spec, ("d",), ("y",))),
+                 {"x": Tensor("x", (enc.in_elems,), it),
+                  "d": Tensor("d", (enc.out_elems,), enc.out_type),
+                  "y": Tensor("y", (spec.out_elems,), spec.out_type)}, ("x",), ("y",))
+
+
 NODE_CASES = {
     "mvau_xnor_thresholds": lambda r: _mvau(r, 24, 12, BIPOLAR, BIPOLAR, 4, 8, BIPOLAR),
     "mvau_xnor_raw": lambda r: _mvau(r, 30, 10, BIPOLAR, BIPOLAR, 5, 3, None),
@@ -144,6 +160,12 @@ NODE_CASES = {
     "vvau_xnor_thresholds": lambda r: _vvau(r, 6, 9, BIPOLAR, BIPOLAR, 2, BIPOLAR),
     "vvau_mac_raw": lambda r: _vvau(r, 5, 4, IntType(4, True), IntType(3, True), 5, None),
     "fork_join_dup_add": fork_join,  # a graph: dup and add need their neighbours
+    # differential: wide deltas in two words, accumulators in a memory / in registers
+    "differential_mac_thresholds": lambda r: _differential(
+        r, 8, 6, IntType(3, False), IntType(2, True), IntType(2, False), vectors=4, pe=2,
+        lanes=2, narrow_bits=2),
+    "differential_xnor_raw": lambda r: _differential(
+        r, 6, 4, BIPOLAR, BIPOLAR, None, vectors=5, pe=4, lanes=6, narrow_bits=3),
 }
 
 
