@@ -16,54 +16,107 @@ _BRAM18_SHAPES = [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512,
 # iCE40 EBR (SB_RAM40_4K, 4 Kb) shapes; counted in 18 Kb units, 4/18 each.
 _EBR_SHAPES = [(2048, 2), (1024, 4), (512, 8), (256, 16)]
 EBR_IN_BRAM18 = 4 / 18
-LUTRAM_MAX_DEPTH = 64  # memories this shallow (or tiny) go to LUTs/FFs, as Yosys does
-# iCE40 has no distributed RAM: a small writable memory is flip-flops and read muxes.
-_HAS_LUTRAM = {"xc7": True, "xcup": True, "ecp5": True, "ice40": False}
+LUTRAM_MAX_DEPTH = 64  # FIFOs this shallow are built with an asynchronous-read memory
+
+# How Yosys' memory_libmap places a memory (the synth_* flows' libraries): it takes the
+# cheapest of soft logic (a ROM costs ROM_LOGIC_COST per bit, a RAM 1 per bit),
+# distributed RAM (RAMs only: ROMs are pruned from it) and block RAM (cost per unit),
+# adding half a cost unit per data bit of each read multiplexer across depth and 2 for
+# the read port. xc7/xcup pass -logic-cost-rom 1/64 (a ROM in LUT6s is cheap).
+_ROM_LOGIC_COST = {"xc7": 1 / 64, "xcup": 1 / 64, "ecp5": 1 / 16, "ice40": 1 / 16}
+_BLOCK = {"xc7": (129, _BRAM18_SHAPES), "xcup": (129, _BRAM18_SHAPES),
+          "ecp5": (128, _BRAM18_SHAPES), "ice40": (64, _EBR_SHAPES)}
+# Distributed RAM cells (depth, width, cost, LUTs): Xilinx RAM32M / RAM64M, ECP5
+# DPR16X4; iCE40 has none (a small writable memory is flip-flops and read muxes).
+_LUTRAM = {"xc7": [(32, 6, 8, 4), (64, 3, 8, 4)], "xcup": [(32, 6, 8, 4), (64, 3, 8, 4)],
+           "ecp5": [(16, 4, 4, 4)], "ice40": []}
+# A RAM read and written at the same address is single-port: RAM32M holds 32 x 8.
+_LUTRAM_SINGLE_PORT = {"xc7": [(32, 8, 8, 4), (64, 4, 8, 4)],
+                       "xcup": [(32, 8, 8, 4), (64, 4, 8, 4)]}
+_READ_PORT_COST = 2
 
 
 def lut_inputs(family: str) -> int:
     return LUT_INPUTS.get(family, 6)
 
 
-def _distributed(width: int, depth: int) -> bool:
-    return depth <= LUTRAM_MAX_DEPTH or width * depth < 4096
+def _tiles(width: int, depth: int, shape_depth: int, shape_width: int) -> tuple[int, int]:
+    """(cells, cost of the read multiplexers across depth) for one cell shape."""
+    rows = math.ceil(depth / shape_depth)
+    return math.ceil(width / shape_width) * rows, 0.5 * (rows - 1) * width
 
 
-def _lutram_luts(width: int, depth: int, family: str) -> int:
-    """LUTs of a simple-dual-port distributed RAM (one write, one read port)."""
-    if family in ("xc7", "xcup"):  # RAM32M: 32 x 6 in 4 LUTs; RAM64M: 64 x 3 in 4 LUTs
-        if depth <= 32:
-            return 4 * math.ceil(width / 6)
-        return 4 * math.ceil(width / 3) * math.ceil(depth / 64)
-    return width * math.ceil(depth / 16)  # ECP5 DPR16X4: 16 x 4 in four LUT positions
+def _lutram_shapes(family: str, single_port: bool) -> list[tuple[int, int, int, int]]:
+    if single_port and family in _LUTRAM_SINGLE_PORT:
+        return _LUTRAM_SINGLE_PORT[family]
+    return _LUTRAM.get(family, [])
+
+
+def memory_placement(width: int, depth: int, family: str, *, writable: bool = True,
+                     single_port: bool = False) -> tuple[str, int]:
+    """Where Yosys puts a depth x width memory: ``("logic" | "distributed" | "block",
+    cells)`` (cells: LUTRAM cells or block RAM units, 0 for logic)."""
+    bits = width * depth
+    best = ("logic", 0, bits * (1.0 if writable else _ROM_LOGIC_COST.get(family, 1 / 16)))
+    for d, w, cost, _ in (_lutram_shapes(family, single_port) if writable else []):
+        cells, mux = _tiles(width, depth, d, w)
+        best = min(best, ("distributed", cells, cost * cells + mux + _READ_PORT_COST),
+                   key=lambda c: c[2])
+    unit_cost, shapes = _BLOCK.get(family, _BLOCK["xc7"])
+    for d, w in shapes:
+        cells, mux = _tiles(width, depth, d, w)
+        best = min(best, ("block", cells, unit_cost * cells + mux + _READ_PORT_COST),
+                   key=lambda c: c[2])
+    return best[0], best[1]
+
+
+def rom_logic_luts(width: int, depth: int, family: str) -> int:
+    """A ROM as logic: per output bit one LUT per LUT-sized slice of the addresses, the
+    slices joined by the free wide multiplexers (MUXF7/F8: 4 LUT6s; PFUMX/L6MUX21:
+    4 LUT4s) and beyond them by a multiplexer tree in LUTs."""
+    if depth <= 1:
+        return 0
+    per = 64 if lut_inputs(family) == 6 else 16
+    slices = math.ceil(depth / per)
+    free = 1 if family == "ice40" else 4  # iCE40 has no wide-multiplexer cells
+    return width * (slices + mux_luts(1, math.ceil(slices / free), family))
+
+
+def _lutram_luts(width: int, depth: int, family: str, single_port: bool = False) -> int:
+    """LUTs of a distributed RAM in its cheapest cell shape."""
+    shapes = _lutram_shapes(family, single_port)
+    cost = min(shapes, key=lambda s: s[2] * _tiles(width, depth, s[0], s[1])[0]
+               + _tiles(width, depth, s[0], s[1])[1])
+    cells, _ = _tiles(width, depth, cost[0], cost[1])
+    rows = math.ceil(depth / cost[0])
+    return cost[3] * cells + mux_luts(width, rows, family)
 
 
 def memory(width: int, depth: int, family: str, *, writable: bool = True,
-           sync_read: bool = True) -> tuple[int, int, float]:
+           sync_read: bool = True, single_port: bool = False) -> tuple[int, int, float]:
     """(luts, ffs, bram18) of a RAM (or, ``writable=False``, a ROM) of depth x width.
 
-    Large memories are block RAM (iCE40: 4 Kb EBRs, counted 4/18 each). Small ones: a
-    one-word ROM is constants; a ROM is LUT logic on the address (one LUT per output
-    bit per LUT-sized slice of the addresses); a RAM is distributed RAM (iCE40 has none:
-    registers and read multiplexers). A synchronous read port outside block RAM adds
-    its output register.
+    Placed as Yosys places it (``memory_placement``). Block RAM is counted in 18 Kb
+    units (iCE40: 4 Kb EBRs, 4/18 each). A one-word ROM is constants; a ROM in logic is
+    ``rom_logic_luts``; a RAM is distributed RAM, or flip-flops and read multiplexers.
+    A synchronous read port outside block RAM adds its output register.
+    ``single_port``: read and written at one address (denser distributed RAM cells).
     """
     if width <= 0 or depth <= 0:
         return 0, 0, 0
-    if not _distributed(width, depth):
-        if family == "ice40":
-            ebr = min(math.ceil(width / w) * math.ceil(depth / d) for d, w in _EBR_SHAPES)
-            return 0, 0, round(ebr * EBR_IN_BRAM18, 3)
-        return 0, 0, min(math.ceil(width / w) * math.ceil(depth / d) for d, w in _BRAM18_SHAPES)
     if not writable and depth == 1:
         return 0, 0, 0
+    where, cells = memory_placement(width, depth, family, writable=writable,
+                                    single_port=single_port)
+    if where == "block":
+        return 0, 0, round(cells * EBR_IN_BRAM18, 3) if family == "ice40" else cells
     ffs = width if sync_read else 0
-    if not writable:
-        per = 64 if lut_inputs(family) == 6 else 16
-        return width * math.ceil(depth / per), ffs, 0
-    if not _HAS_LUTRAM.get(family, True):
-        return mux_luts(width, depth, family), ffs + width * depth, 0
-    return _lutram_luts(width, depth, family), ffs, 0
+    if where == "distributed":
+        return _lutram_luts(width, depth, family, single_port), ffs, 0
+    if not writable:  # Yosys registers a logic ROM's address, not its data
+        address = max(1, (depth - 1).bit_length()) if sync_read else 0
+        return rom_logic_luts(width, depth, family), address, 0
+    return mux_luts(width, depth, family), ffs + width * depth, 0
 
 
 def memory_cost(width: int, depth: int, family: str, *, writable: bool = True
@@ -96,15 +149,25 @@ def compare_luts(bits: int, family: str) -> int:
     return math.ceil(bits / 2) if lut_inputs(family) == 6 else bits
 
 
+DSP_MIN_OPERAND_BITS = 2  # Yosys' mul2dsp: no Nx1 products in a DSP
+DSP_MIN_PRODUCT_BITS = 9  # ... nor products narrower than 9 bits (UG901: 4x4 and smaller)
+
+
+def uses_dsp(a_bits: int, b_bits: int) -> bool:
+    """Whether Yosys maps an a x b product to a DSP (its exact width is about a + b)."""
+    return (min(a_bits, b_bits) >= DSP_MIN_OPERAND_BITS
+            and a_bits + b_bits >= DSP_MIN_PRODUCT_BITS)
+
+
 def mult_cost(a_bits: int, b_bits: int, family: str, *, constant_weights: bool = False
               ) -> tuple[int, int]:
     """(luts, dsp) of one a x b product inside a dot product (its adder is separate).
 
     Calibrated on xc7 against Yosys: products of a constant weight and products of up
     to 2 x 2 bits fold into the adder tree; wider LUT multipliers cost about 3.6 LUTs
-    per partial-product bit; beyond 16 partial-product bits a DSP.
+    per partial-product bit; a product of 9 bits or more is a DSP.
     """
-    if a_bits * b_bits > 16 and min(a_bits, b_bits) > 1:
+    if uses_dsp(a_bits, b_bits):
         return 0, 1
     if constant_weights:
         return 0, 0
@@ -113,6 +176,25 @@ def mult_cost(a_bits: int, b_bits: int, family: str, *, constant_weights: bool =
     if a_bits * b_bits <= 4:
         return math.ceil(0.8 * a_bits * b_bits), 0
     return math.ceil(3.6 * a_bits * b_bits), 0
+
+
+# A dot product of LUT products with weights read from memory: Yosys' alumacc merges
+# the products and their adder tree into one multiply-accumulate that maccmap builds
+# from partial-product bits and full adders, so each term costs per partial-product
+# bit, per sum bit, and per sum bit again when the input is signed (its sign bit is
+# extended across the sum). Fitted on xc7 over MVAUs of uint2/int2/uint4 inputs and
+# int2/int4/bipolar weights (docs/calibration.md); LUT4 parts need about 1.4x the LUTs.
+_DOT_PER_TERM = (1.63, 0.62, 1.01)  # x (a*b, sum bits, sum bits if the input is signed)
+_LUT4_FACTOR = 1.4
+
+
+def dot_product_luts(terms: int, a_bits: int, b_bits: int, sum_bits: int, family: str,
+                     *, a_signed: bool) -> int:
+    """LUTs of ``terms`` LUT products a x b summed into ``sum_bits`` (not in DSPs)."""
+    per_ab, per_sum, per_signed = _DOT_PER_TERM
+    per_term = per_ab * a_bits * b_bits + (per_sum + per_signed * a_signed) * sum_bits
+    scale = 1.0 if lut_inputs(family) == 6 else _LUT4_FACTOR
+    return math.ceil(terms * per_term * scale)
 
 
 def adder_tree_luts(terms: int, bits: int, family: str) -> int:

@@ -29,9 +29,11 @@ from ..estimate import (
     adder_luts,
     adder_tree_luts,
     compare_luts,
+    dot_product_luts,
     memory,
     mult_cost,
     popcount_luts,
+    uses_dsp,
 )
 from ..hw.primitives import adder_tree, pack_words, popcount
 from .base import (
@@ -392,17 +394,21 @@ def estimate(spec: Spec, family: str) -> Cost:
     lut = dsp = 0
     if s.xnor:
         lut += s.pe * popcount_luts(s.simd, family, constant_weights=constant_weights)
-    else:
+    elif constant_weights or uses_dsp(s.in_type.bits, wbits):
         ml, md = mult_cost(s.in_type.bits, wbits, family, constant_weights=constant_weights)
         lut += s.pe * (s.simd * ml + adder_tree_luts(s.simd, acc_bits, family))
         dsp += s.pe * s.simd * md
+    else:  # LUT products and their sum: one multiply-accumulate in Yosys
+        lut += dot_product_luts(s.pe * s.simd, s.in_type.bits, wbits, acc_bits, family,
+                                a_signed=s.in_type.signed)
     lut += s.pe * adder_luts(acc_bits, family)  # accumulator
     # stage registers: input word, dot products and accumulators, output word, control
     ff = (s.simd * s.in_type.bits + 2 * s.pe * acc_bits + s.pe * s.out_type.bits + 8
           + 3 * max(1, (s.nf * s.sf).bit_length()))
     wl, wf, wb = memory(s.pe * s.simd * wbits, s.nf * s.sf, family, writable=False)
     tl, tf, tb = threshold_cost(s.pe, s.levels, s.nf, acc_bits, family)
-    bl, bf, bb = (memory(s.simd * s.in_type.bits, s.sf, family) if s.nf > 1 else (0, 0, 0))
+    bl, bf, bb = (memory(s.simd * s.in_type.bits, s.sf, family, single_port=True)
+                  if s.nf > 1 else (0, 0, 0))
     lut += wl + tl + bl + 30  # control
     ff += wf + tf + bf
     return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=wb + tb + bb, dsp=dsp)
