@@ -34,7 +34,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 #: models trained on the digits, each in ``examples/<name>/`` with ``model.py``,
 #: ``train.py`` and its committed ``<name>.pt``: name -> the model class in model.py
-DIGITS_EXAMPLES = {"digits_mlp": "DigitsMLP", "digits_cnn": "DigitsCNN"}
+DIGITS_EXAMPLES = {"digits_mlp": "DigitsMLP", "digits_cnn": "DigitsCNN", "digits_vit": "DigitsViT"}
 
 #: BNN-PYNQ networks ``bnn_pynq`` builds, with their ONNX input shapes (batch 1).
 #: brevitas_examples ships no lfc_2w2a configuration: it is lfc_1w2a's with 2-bit weights.
@@ -374,3 +374,13 @@ def digits_cnn(train: bool = False):
     minute). ``.input_shape`` is (1, 1, 8, 8).
     """
     return _digits_example("digits_cnn", train)
+
+
+def digits_vit(train: bool = False):
+    """The 4-bit digits ViT (``examples/digits_vit/model.py``), in eval mode.
+
+    ``train=False`` loads the committed weights ``examples/digits_vit/digits_vit.pt``;
+    ``train=True`` trains it afresh (seeded, train.py's recipe, a few minutes).
+    ``.input_shape`` is (1, 1, 8, 8). Export it with the TorchScript exporter.
+    """
+    return _digits_example("digits_vit", train)

@@ -190,6 +190,11 @@ class _Lowering(TransformerLowering):
             else:
                 ins.append(self.values[name])
         attrs = {a.name: _plain(onnx.helper.get_attribute_value(a)) for a in node.attribute}
+        if op == "Dropout" and len(ins) > 2 and isinstance(ins[2], np.ndarray) \
+                and bool(np.ravel(ins[2])[0]) and (ins[1] is None or float(np.ravel(
+                    np.asarray(ins[1], F32))[0]) > 0):
+            raise UnsupportedError("Dropout in training mode is not supported", where=where,
+                                   hint="call model.eval() before exporting")
         if not supported(op) and op not in LOWERED_OPS:
             raise UnsupportedError(f"op {op} is not supported", where=where,
                                    hint="see docs/ops.md for the supported ops")
@@ -340,6 +345,13 @@ class _Lowering(TransformerLowering):
                                            stream.channels, where)
             return dataclasses.replace(stream, chain=stream.chain + chain)
         if op in ELEMENTWISE:
+            producer = self.producer(stream.tensor)
+            if op in ("Add", "Sub") and producer is not None \
+                    and isinstance(producer.spec, matmul.Spec):
+                raise UnsupportedError("an attention mask (an Add to the scores) is not "
+                                       "supported", where=where,
+                                       hint="export the attention without attn_mask / "
+                                            "key_padding_mask")
             for o in operands:
                 if o is not None:
                     _check_finite(o, where)

@@ -195,6 +195,11 @@ class TransformerLowering:
         if contiguous_rows(positions(stream)) is None:
             raise UnsupportedError("the rows of this Softmax do not travel one after "
                                    "another", where=where)
+        if any(h.op in ("Add", "Sub") for h in stream.chain):
+            raise UnsupportedError("an attention mask (an Add before the Softmax) is not "
+                                   "supported", where=where,
+                                   hint="export the attention without attn_mask / "
+                                        "key_padding_mask")
         score_scale = float(_scale(stream, "Softmax", where))
         src = self.tensors[stream.tensor]
         n = stream.shape[-1]
