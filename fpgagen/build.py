@@ -29,6 +29,7 @@ from .project import project_files
 
 MARKER = "fpgagen-build.json"  # written last: its presence means the build finished
 ATTENTION = ("plain", "differential")  # --attention: how the projections are computed
+EXP_UNITS = ("auto", "single", "split")  # --exp-unit: the softmax exponent unit
 
 
 @dataclass
@@ -56,20 +57,24 @@ def _stage(name: str, timings: dict, progress: Callable[[str], None] | None):
 
 def compile_graph(model_path, *, board: boards.Board, target_fps=None, clock_mhz=None,
                   fit: bool = False, folding: dict | None = None, timings=None,
-                  progress=None, attention: str = "plain") -> Graph:
+                  progress=None, attention: str = "plain", exp_unit: str = "auto") -> Graph:
     """Load, lower and run the pass pipeline: the folded graph, ready to emit.
 
     ``folding``: per-node overrides ({node: {field: value}}, see ``read_folding``).
     ``attention="differential"``: MVAUs on deltas (``passes/differential.py``).
+    ``exp_unit``: the softmax exponent unit ("single", "split" or "auto").
     """
     if attention not in ATTENTION:
         raise FpgagenError(f"--attention must be one of {', '.join(ATTENTION)}, not "
                            f"{attention!r}")
+    if exp_unit not in EXP_UNITS:
+        raise FpgagenError(f"--exp-unit must be one of {', '.join(EXP_UNITS)}, not "
+                           f"{exp_unit!r}")
     timings = {} if timings is None else timings
     with _stage("load", timings, progress):
         model = load_model(model_path)
     with _stage("lower", timings, progress):
-        graph = lower(model)
+        graph = lower(model, exp_unit=exp_unit)
     if attention == "differential":
         with _stage("differential", timings, progress):
             graph, _ = differential.apply(graph)
@@ -107,7 +112,7 @@ def build(model: str | os.PathLike, out: str | os.PathLike, *, board: str = boar
           target_fps: float | None = None, clock_mhz: float | None = None,
           fit: bool = False, folding: str | os.PathLike | dict | None = None,
           force: bool = False, progress: Callable[[str], None] | None = _stderr,
-          attention: str = "plain") -> BuildResult:
+          attention: str = "plain", exp_unit: str = "auto") -> BuildResult:
     """Build ``model`` into ``out``; see docs/cli.md. ``folding``: a folding file or dict."""
     out = Path(out)
     if folding is not None and not isinstance(folding, dict):
@@ -123,7 +128,7 @@ def build(model: str | os.PathLike, out: str | os.PathLike, *, board: str = boar
     timings: dict = {}
     graph = compile_graph(model, board=the_board, target_fps=target_fps, clock_mhz=clock_mhz,
                           fit=fit, folding=folding, timings=timings, progress=progress,
-                          attention=attention)
+                          attention=attention, exp_unit=exp_unit)
     gen_budget.check(graph, the_board.family)  # refuse up front, not by an OOM kill later
     with _stage("verilog", timings, progress):
         text = verilog_text(graph)

@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--attention", choices=("plain", "differential"), default="plain",
                    help="differential: projections (convolutions, patch embedding, Q/K/V) "
                         "on the deltas between consecutive vectors (default plain)")
+    b.add_argument("--exp-unit", choices=("auto", "single", "split"), default="auto",
+                   help="softmax exponent unit: one table, or a hi/lo split of two small "
+                        "tables and a multiply (default auto: split for deep tables)")
     b.add_argument("--force", action="store_true", help="replace an existing OUT")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
@@ -79,7 +82,7 @@ def _run(args) -> int:
         with np.errstate(all="ignore"):
             build(args.model, args.out, board=args.board, target_fps=args.target_fps,
                   clock_mhz=args.clock_mhz, fit=args.fit, folding=args.folding,
-                  force=args.force, attention=args.attention,
+                  force=args.force, attention=args.attention, exp_unit=args.exp_unit,
                   progress=None if args.quiet else
                   (lambda msg: print(msg, file=sys.stderr, flush=True)))
         return 0

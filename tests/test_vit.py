@@ -79,6 +79,17 @@ def test_attention_becomes_dataflow_units():
     assert len(graph.meta["differential"]) == 4
 
 
+@pytest.mark.parametrize("exp_unit", ["single", "split"])
+def test_both_exponent_units_keep_the_agreement(exp_unit, vit, held_out):
+    x_test, _ = held_out
+    graph = lower(load_model(VIT_MODEL), exp_unit=exp_unit)
+    (sm,) = (n.spec for n in graph.nodes if n.kind == "softmax")
+    assert sm.variant == exp_unit
+    got = reference.run(graph, x_test)
+    want = zoo.torch_forward(vit, x_test)
+    assert (got.argmax(1) == want.argmax(1)).mean() >= MIN_AGREEMENT
+
+
 def _export(model, tmp_path, name="m"):
     model.eval()
     return zoo.export(model, tmp_path / f"{name}.onnx", exporter="torchscript",

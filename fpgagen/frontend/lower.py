@@ -55,6 +55,7 @@ class _Lowering(TransformerLowering):
     input_shape: tuple[int, ...] = ()
     hw_input: str | None = None
     values_pre: list = field(default_factory=list)
+    exp_unit: str = "auto"
 
     # ---- helpers -------------------------------------------------------------------
     def fresh(self, kind: str) -> str:
@@ -926,6 +927,10 @@ def _shape_after(hop: HostOp, shape, where) -> tuple[int, ...]:
     return tuple(np.shape(out))
 
 
-def lower(model: onnx.ModelProto) -> Graph:
-    """QONNX ModelProto -> IR graph (unfolded: PE = SIMD = 1)."""
-    return _Lowering(model).run()
+def lower(model: onnx.ModelProto, *, exp_unit: str = "auto") -> Graph:
+    """QONNX ModelProto -> IR graph (unfolded: PE = SIMD = 1).
+
+    ``exp_unit``: the softmax exponent unit, "single" (one table), "split" (hi/lo
+    tables and a multiply) or "auto" (split when the table would be deep).
+    """
+    return _Lowering(model, exp_unit=exp_unit).run()

@@ -205,7 +205,8 @@ class TransformerLowering:
         n = stream.shape[-1]
         reach = min(src.dtype.max - src.dtype.min + 1, softmax.MAX_TABLE_DEPTH,
                     math.floor(math.log(2.0 * (1 << EXP_WIDTH)) / score_scale) + 2)
-        variant = "single" if reach <= SPLIT_ABOVE else "split"
+        variant = self.exp_unit if self.exp_unit != "auto" else (
+            "single" if reach <= SPLIT_ABOVE else "split")
         tables = softmax.exp_tables(score_scale, src.dtype, variant=variant, depth=reach,
                                     width=EXP_WIDTH)
         out_type = IntType(SOFTMAX_FRAC_BITS + 1, False)
