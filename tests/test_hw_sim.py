@@ -27,6 +27,7 @@ from fpgagen.nodes import (
     labelselect,
     layernorm,
     mvau,
+    offset,
     pool,
     softmax,
     swg,
@@ -150,6 +151,9 @@ NODE_CASES = {
         "softmax", 6, IntType(7, False), IntType(6, False), softmax.output_shift(6), rows=2,
         **softmax.exp_tables(0.05, IntType(7, False), variant="split", depth=96, width=10,
                              split_bits=3)),
+    # position embedding: offsets per element of a frame, read from a ROM (8 words of 3)
+    "offset_pos_embedding": lambda r: offset.Spec(
+        "pos", 6, IntType(5, True), r.integers(-300, 300, size=24), k=-3, vectors=4, pe=3),
     "layernorm": lambda r: layernorm.Spec(
         "ln", 8, IntType(6, True), IntType(7, True), 14, 6, r.integers(-90, 90, size=8),
         r.integers(-400, 400, size=8), 5, var_offset=3, vectors=2, pe=2),

@@ -19,6 +19,7 @@ from . import (
     layernorm,
     matmul,
     mvau,
+    offset,
     pool,
     softmax,
     swg,
@@ -30,7 +31,7 @@ from .base import DEFAULT_FILL_WORDS, Port, in_ports, out_ports, port
 
 _MODULES: tuple[ModuleType, ...] = (mvau, thresholding, labelselect, dwc, fifo, swg, pool,
                                     dup, add, table, softmax, layernorm, matmul, vvau,
-                                    delta, dmvau)
+                                    delta, dmvau, offset)
 
 _BY_KIND: dict[str, ModuleType] = {m.KIND: m for m in _MODULES}
 _BY_SPEC: dict[type, ModuleType] = {m.Spec: m for m in _MODULES}
