@@ -164,12 +164,11 @@ NODE_CASES = {
     "vvau_xnor_thresholds": lambda r: _vvau(r, 6, 9, BIPOLAR, BIPOLAR, 2, BIPOLAR),
     "vvau_mac_raw": lambda r: _vvau(r, 5, 4, IntType(4, True), IntType(3, True), 5, None),
     "fork_join_dup_add": fork_join,  # a graph: dup and add need their neighbours
-    # differential: wide deltas in two words, accumulators in a memory / in registers
+    # differential: wide deltas in two words, accumulators in a memory (bipolar and raw
+    # outputs, accumulators in registers: Amaranth sim in test_nodes_dmvau.py)
     "differential_mac_thresholds": lambda r: _differential(
         r, 8, 6, IntType(3, False), IntType(2, True), IntType(2, False), vectors=4, pe=2,
         lanes=2, narrow_bits=2),
-    "differential_xnor_raw": lambda r: _differential(
-        r, 6, 4, BIPOLAR, BIPOLAR, None, vectors=5, pe=4, lanes=6, narrow_bits=3),
 }
 
 
