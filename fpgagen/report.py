@@ -88,6 +88,10 @@ def summary(report: dict) -> list[str]:
         f"{report['throughput_fps']:.0f} frames/s, latency {report['latency_cycles']} "
         f"cycles ({report['latency_us']:g} us)",
     ]
+    fifos = report.get("fifo_memory")
+    if fifos:
+        lines.append(f"FIFOs: {fifos['fifos']}, {fifos['words']} words ({fifos['bits']} bits), "
+                     f"{_num(fifos['lut'])} LUT, {_num(fifos['bram18'])} BRAM18 (estimate)")
     if report.get("fmax_mhz"):
         verdict = "meets" if report.get("meets_clock") else "MISSES"
         lines.append(f"placed and routed (nextpnr): Fmax {report['fmax_mhz']:g} MHz, "

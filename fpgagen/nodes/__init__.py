@@ -6,6 +6,7 @@ Port names and views (``in_ports``, ``out_ports``, ``port``) follow ``base.py``.
 
 from __future__ import annotations
 
+from fractions import Fraction
 from types import ModuleType
 
 from . import (
@@ -73,6 +74,19 @@ def fill_words(spec) -> int:
     return module.fill_words(spec) if hasattr(module, "fill_words") else DEFAULT_FILL_WORDS
 
 
+def frame_lag(spec) -> tuple[Fraction, Fraction]:
+    """Least and most part of a frame a node holds its input ahead of its output (see
+    ``base.py``): by default none at least, and at most its ``fill_words`` if it
+    declares them, else none (each word leaves once it has arrived)."""
+    module = module_for(spec)
+    if hasattr(module, "frame_lag"):
+        return module.frame_lag(spec)
+    if not hasattr(module, "fill_words"):
+        return Fraction(0), Fraction(0)
+    first = port(spec, in_ports(spec)[0])
+    return Fraction(0), Fraction(module.fill_words(spec), first.words)
+
+
 def burst_words(spec) -> int:
     """Input words a node takes in one burst before a pause (0: it reads evenly).
 
@@ -103,5 +117,5 @@ def estimate(spec, family: str):
     return module_for(spec).estimate(spec, family)
 
 
-__all__ = ["Port", "component", "estimate", "fill_words", "in_ports", "kind_of", "kinds",
-           "module_for", "out_ports", "port", "reference", "reference_outputs", "spec_class"]
+__all__ = ["Port", "component", "estimate", "fill_words", "frame_lag", "in_ports", "kind_of",
+           "kinds", "module_for", "out_ports", "port", "reference", "reference_outputs", "spec_class"]

@@ -29,7 +29,15 @@ held back: its line buffer, input vector or window, and pipeline registers. The 
 pass sizes the skip path of a fork/join from these figures (``passes/fifos.py``);
 kinds without it hold a couple of pipeline words (``DEFAULT_FILL_WORDS``). A kind that
 buffers more must declare it, or skip paths around it deadlock; ``tests/test_dag.py``
-measures every kind of ``NODE_CASES`` against its figure.
+measures every kind of ``NODE_CASES`` against its figure. Optional too:
+``frame_lag(spec)``, the least and most over its output words ``k`` of ``need(k) /
+input words - (k + 1) / output words`` (``need(k)``: input words it must take before word
+``k`` leaves), a pair of fractions of a frame. What a skip path must hold is set by the
+most its other branch must hold back, not by what it may buffer. By default the least
+is 0 and the most ``fill_words / input words`` for a kind that declares ``fill_words``,
+else 0 (a word leaves once it has arrived); that holds for every kind whose output
+advances no faster than its input (a strided sliding window does not: it declares its
+own).
 """
 
 from __future__ import annotations

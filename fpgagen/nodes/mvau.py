@@ -16,6 +16,7 @@ moved to the popcount domain (``acc = 2*P - mw``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
@@ -378,6 +379,12 @@ def fold_options(spec: Spec) -> list[dict]:
 def fill_words(spec: Spec) -> int:
     """A whole input vector, then the read, dot-product and output registers."""
     return spec.sf + 3
+
+
+def frame_lag(spec: Spec) -> tuple[Fraction, Fraction]:
+    """Word ``k`` of vector ``v`` leaves once the whole vector has arrived: at most one
+    vector ahead (its registers delay words, they do not make them wait for input)."""
+    return Fraction(0), Fraction(1, spec.vectors)
 
 
 def burst_words(spec: Spec) -> int:

@@ -35,6 +35,7 @@ frame), comparable to FINN's ``k_h + stride_h`` rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -342,6 +343,37 @@ def fold_options(spec: Spec) -> list[dict]:
 def fill_words(spec: Spec) -> int:
     """The writer runs up to the line buffer's depth ahead; then issue and output registers."""
     return spec.buffer_depth + 2
+
+
+def frame_lag(spec: Spec) -> tuple[Fraction, Fraction]:
+    """Least and most, over the output words ``k``, of ``need(k) / input words - (k + 1) /
+    output words``, where ``need(k)`` is the input words taken before word ``k`` can leave.
+
+    What the line buffer must hold back, as opposed to what it may (``fill_words``): a
+    word needs its pixel and every pixel an earlier word needed (the output is in order;
+    padding needs none), so a window waits for its last real pixel, and a strided window
+    runs ahead of its input in frame position (it skips rows). The least is also
+    what a blocked window holds, which its writer fills to the buffer's depth.
+    """
+    s = spec
+    oy, ox, kh, kw = np.meshgrid(np.arange(s.out_h), np.arange(s.out_w), np.arange(s.k_h),
+                                 np.arange(s.k_w), indexing="ij")
+    y, x = oy * s.stride_h + kh - s.pad_top, ox * s.stride_w + kw - s.pad_left
+    real = (y >= 0) & (y < s.ifm_h) & (x >= 0) & (x < s.ifm_w)
+    last = np.maximum.accumulate(np.where(real, y * s.ifm_w + x, -1).ravel())
+    in_words, out_words, cf = s.in_elems // s.simd, s.out_elems // s.simd, s.cf
+    q = np.arange(last.size, dtype=np.int64)
+    # the word c of position q needs at most (last + 1) * cf words and at least
+    # last * cf + c + 1 when last is its own pixel; linear in c, so its ends bound it
+    most = max(((last + 1) * cf * out_words - (q + 1) * cf * in_words).max(),
+               ((last * cf + 1) * out_words - (q * cf + 1) * in_words).max())
+    # blocked at position q it holds at least what q needed, and its writer goes on
+    # until the buffer holds ``buffer_depth`` words from the window's first
+    corner = ((oy * s.stride_h - s.pad_top) * s.ifm_w + ox * s.stride_w - s.pad_left).ravel()
+    held = np.maximum(np.maximum(last, 0) * cf, corner * cf + s.buffer_depth)
+    least = (held * out_words - (q + 1) * cf * in_words).min()
+    scale = in_words * out_words
+    return Fraction(int(least), scale), Fraction(int(most), scale)
 
 
 def estimate(spec: Spec, family: str) -> Cost:

@@ -9,17 +9,24 @@ through the pause rather than feeding the next burst a word at a time.
 
 A fork/join (a residual block: a ``dup``, two branches, an ``add``) needs more. The
 duplicator hands each word to both branches and the join takes one word of each
-branch together, so while the long branch swallows input before it emits (a sliding
-window fills its line buffer, an MVAU takes a whole input vector), the short branch
-must hold the same stretch of the frame, or the fork stalls on it and the long
-branch starves: a deadlock. So each join input's FIFO holds the difference of the
-branches' lags, where a tensor's lag is the part of a frame its path may hold back:
-``lag(output) = max(lag(inputs)) + fill_words / input words per frame``, with
-``fill_words`` from each node kind (``nodes.fill_words``; a FIFO counts its two
-pipeline words whatever its depth, so deepening one never feeds back into others). The
-difference, converted to the FIFO's words, plus ``SKIP_MARGIN`` words for the
-registers of the duplicator, the join and the converters, is its depth. No
-simulation is needed to find it; tests run the result under random stalls.
+branch together, so while the long branch takes input before it emits (a sliding
+window waits for its last pixel, an MVAU for a whole input vector), the short branch
+must hold the same stretch of the frame, or the fork stalls on it and the long branch
+starves: a deadlock. What matters is what the long branch *must* take before each
+output word, not what it *may* buffer: per node ``nodes.frame_lag`` gives the least and
+the most of ``need(k) / input words - (k + 1) / output words`` over its output words
+``k``, fractions of a frame that add up along a path (``lags``). A blocked path holds
+at least its least plus its FIFOs (full), so the FIFO in front of a join input ``t``
+holds ``most(u) - least(t)`` for every other input ``u`` from another output of the
+same fork (``join_deficits``), in its own words, plus ``SKIP_MARGIN``.
+
+No simulation is needed to find the depth; tests run the result under random stalls
+and measure how far it is from the smallest that works. Measured once (Amaranth sim,
+``tests/test_dag.py``): the residual block's skip FIFO is computed at 10 words where 4
+avoid deadlock and 5 keep the full rate (25 when the line buffer's whole depth
+counted); the second of two blocks 16 (5 and 6; was 41); the downsampling block 13
+(2 suffice: its shortcut's line buffer holds the rest; was 56). ``report.json`` gives
+the FIFOs' memory as ``fifo_memory``.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from ..nodes import fifo
 from .splice import splice_inputs
 
 DEFAULT_DEPTH = 2
-SKIP_MARGIN = 4  # words: duplicator, join and converter registers, rounding
+SKIP_MARGIN = 2  # words: the one the join waits for, the duplicator's run-ahead
 BURST_MARGIN = 2  # words beyond a consumer's burst (``nodes.burst_words``)
 
 
@@ -68,20 +75,66 @@ def _insert(graph: Graph, depth: int) -> tuple[Graph, bool]:
     return splice_inputs(graph, inserted, tensors), True
 
 
-def lags(graph: Graph) -> dict[str, Fraction]:
-    """Per tensor, the part of a frame its path from the input may hold back."""
-    lag = {t: Fraction(0) for t in graph.inputs}
+@dataclasses.dataclass(frozen=True)
+class Lag:
+    """The least and the most part of a frame a path holds its input ahead of its output."""
+
+    least: Fraction
+    most: Fraction
+
+
+def lags(graph: Graph, sources: tuple[str, ...] | None = None) -> dict[str, Lag]:
+    """Per tensor downstream of ``sources`` (default: the graph's inputs), its path's lag:
+    the nodes' ``nodes.frame_lag`` added up (an upper bound of the most, a lower bound of
+    the least, whatever the positions in the frame where each node reaches them)."""
+    lag = {t: Lag(Fraction(0), Fraction(0)) for t in (graph.inputs if sources is None
+                                                      else sources)}
     for node in graph.topo():
-        first = nodes.port(node.spec, nodes.in_ports(node.spec)[0])
-        own = Fraction(nodes.fill_words(node.spec), first.words)
-        after = max(lag[t] for t in node.inputs) + own
-        lag.update({t: after for t in node.outputs})
+        held = [lag[t] for t in node.inputs if t in lag]
+        if not held:
+            continue
+        least, most = nodes.frame_lag(node.spec)
+        after = Lag(min(h.least for h in held) + least, max(h.most for h in held) + most)
+        lag.update({t: Lag(after.least + _held_by_fifo(node), after.most)
+                    for t in node.outputs})
     return lag
+
+
+def _held_by_fifo(node: Node) -> Fraction:
+    """A blocked path's FIFOs are full: each holds its depth (of a frame of its words)."""
+    if not isinstance(node.spec, fifo.Spec):
+        return Fraction(0)
+    return Fraction(node.spec.depth, node.spec.elems // node.spec.lanes)
 
 
 def skip_depth(lag_difference: Fraction, words_per_frame: int) -> int:
     """FIFO words that hold ``lag_difference`` of a frame of this stream, plus the margin."""
     return math.ceil(lag_difference * words_per_frame) + SKIP_MARGIN
+
+
+def join_deficits(graph: Graph) -> dict[str, Fraction]:
+    """Per join input tensor, the part of a frame it must hold for the join's other inputs.
+
+    For every node with several outputs (a fork), each output's branch gets its lags
+    from that output on, so that what the branches share before the fork cancels. A
+    join waiting on input ``u`` while the fork is blocked on the full path of input
+    ``t`` needs ``t``'s path to hold what ``u``'s must take: ``most(u) - least(t)``,
+    counting the path without the FIFO in front of the join (the one to size).
+    """
+    forks = [[lags(graph, (t,)) for t in n.outputs] for n in graph.topo() if len(n.outputs) > 1]
+    producers = {t: n for n in graph.nodes for t in n.outputs}
+    deficits: dict[str, Fraction] = {}
+    for node in graph.topo():
+        for t in node.inputs if len(node.inputs) > 1 else ():
+            for branches in forks:
+                for p, held in enumerate(branches):
+                    for q, other in enumerate(branches):
+                        for u in node.inputs:
+                            if p != q and u != t and t in held and u in other:
+                                deficit = (other[u].most - held[t].least
+                                           + _held_by_fifo(producers[t]))
+                                deficits[t] = max(deficits.get(t, deficit), deficit)
+    return deficits
 
 
 def with_leads(graph: Graph, deficits: dict[str, Fraction]) -> dict[str, Fraction]:
@@ -98,21 +151,15 @@ def with_leads(graph: Graph, deficits: dict[str, Fraction]) -> dict[str, Fractio
 
 
 def _size_joins(graph: Graph) -> tuple[Graph, bool]:
-    lag = lags(graph)
     producers = {t: n for n in graph.nodes for t in n.outputs}
     depths: dict[str, int] = {}
-    for node in graph.topo():
-        if len(node.inputs) < 2:
+    for t, deficit in with_leads(graph, join_deficits(graph)).items():
+        buffer = producers.get(t)
+        if deficit <= 0 or buffer is None or not isinstance(buffer.spec, fifo.Spec):
             continue
-        longest = max(lag[t] for t in node.inputs)
-        deficits = with_leads(graph, {t: longest - lag[t] for t in node.inputs})
-        for t in node.inputs:
-            buffer = producers.get(t)
-            if deficits[t] <= 0 or buffer is None or not isinstance(buffer.spec, fifo.Spec):
-                continue
-            need = skip_depth(deficits[t], buffer.spec.elems // buffer.spec.lanes)
-            if need > buffer.spec.depth:
-                depths[buffer.name] = need
+        need = skip_depth(deficit, buffer.spec.elems // buffer.spec.lanes)
+        if need > buffer.spec.depth:
+            depths[buffer.name] = need
     if not depths:
         return graph, False
     new_nodes = tuple(dataclasses.replace(n, spec=dataclasses.replace(n.spec,
