@@ -204,7 +204,7 @@ def test_hardware_on_200_held_out_digits_through_the_cli(held_out, tmp_path):
     x = x_test[:HW_FRAMES]
     np.save(tmp_path / "x.npy", x)
     out = tmp_path / "out"
-    proc = run_cli("build", "-q", str(VIT_MODEL), "-o", str(out))
+    proc = run_cli("build", "-q", str(VIT_MODEL), "-o", str(out), "--target-fps", "50000")
     assert proc.returncode == 0, proc.stderr
     proc = run_cli("sim", str(out), "--inputs", str(tmp_path / "x.npy"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -217,3 +217,17 @@ def test_hardware_on_200_held_out_digits_through_the_cli(held_out, tmp_path):
     print(f"digits ViT in hardware: {accuracy:.2%} on {HW_FRAMES} held-out digits; "
           f"{measured:g} cycles/frame measured, {est} estimated")
     assert abs(measured - est) <= 0.10 * est, (measured, est)
+
+
+@pytest.mark.slow
+def test_retrain_reproduces_committed_weights(vit, held_out):
+    """train.py's recipe gives back the committed weights (single-threaded, seeded)."""
+    trained = zoo.digits_vit(train=True)
+    info = json.loads((EX / "digits_vit.json").read_text())
+    x_test, y_test = held_out
+    accuracy = float((zoo.torch_forward(trained, x_test).argmax(1) == y_test).mean())
+    assert accuracy == pytest.approx(info["test_accuracy"], abs=1e-6)
+    a, b = trained.state_dict(), vit.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)

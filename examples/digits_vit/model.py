@@ -23,8 +23,8 @@ from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantMultiheadA
 from brevitas.quant import (
     Int8ActPerTensorFloat,
     Int8WeightPerTensorFloat,
-    Uint8ActPerTensorFloat,
     Uint8ActPerTensorFixedPointMaxInit,
+    Uint8ActPerTensorFloat,
     Uint8ActPerTensorFloatMaxInit,
 )
 from torch import nn

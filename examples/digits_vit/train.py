@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 NAME = "digits_vit"
 
 SEED = 0
-EPOCHS = 60
+EPOCHS = 150
 BATCH_SIZE = 64
 LR = 0.005
 WEIGHT_DECAY = 0.01
