@@ -15,6 +15,7 @@ import math
 from . import nodes
 from .boards import Board, known
 from .ir import Graph
+from .nodes import softmax
 
 PIPELINE_LATENCY = 4  # register stages a node adds beyond its cycles per frame (approx.)
 RESOURCES = ("lut", "ff", "bram18", "dsp")
@@ -205,6 +206,8 @@ def graph_report(graph: Graph, board: Board, clock_mhz: float) -> dict:
         "latency_us": round(latency / clock_mhz, 3),
         "fmax_mhz": None,
         "throughput_fps_at_fmax": None,
+        "exp_units": [softmax.exp_unit_report(n.spec, board.family) for n in graph.nodes
+                      if isinstance(n.spec, softmax.Spec)],
     }
 
 

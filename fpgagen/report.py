@@ -133,8 +133,24 @@ def markdown(report: dict) -> str:
         lines.append(f"| {n['name']} | {n['cycles']} | `{bar}`{mark} |")
     if report.get("differential"):
         lines += delta_stats.markdown_lines(report["differential"])
+    lines += exp_unit_lines(report.get("exp_units", []))
     lines += ["", "Plots: report.html"]
     return "\n".join(lines) + "\n"
+
+
+def exp_unit_lines(units: list[dict]) -> list[str]:
+    """The softmax exponent units: each choice's resources beside the one built."""
+    if not units:
+        return []
+    lines = ["", "## Softmax exponent units", "",
+             "| node | table depth | exp bits | variant | LUT | FF | BRAM18 | DSP | built |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for u in units:
+        for variant, c in u["choices"].items():
+            mark = "yes" if variant == u["variant"] else ""
+            lines.append(f"| {u['node']} | {u['depth']} | {u['exp_bits']} | {variant} | "
+                         f"{c['lut']} | {c['ff']} | {c['bram18']} | {c['dsp']} | {mark} |")
+    return lines + ["", "`fpgagen build --exp-unit single|split` chooses the variant."]
 
 
 def html(report: dict) -> str:

@@ -90,6 +90,21 @@ def test_both_exponent_units_keep_the_agreement(exp_unit, vit, held_out):
     assert (got.argmax(1) == want.argmax(1)).mean() >= MIN_AGREEMENT
 
 
+def test_report_shows_both_exponent_units():
+    from fpgagen import boards, report
+    from fpgagen.estimate_graph import graph_report
+
+    graph = lower(load_model(VIT_MODEL), exp_unit="single")
+    rep = graph_report(graph, boards.get("pynq-z2"), 100.0)
+    (unit,) = rep["exp_units"]
+    assert unit["variant"] == "single" and set(unit["choices"]) == {"single", "split"}
+    single, split = unit["choices"]["single"], unit["choices"]["split"]
+    assert single["dsp"] == 0 and split["dsp"] == 1  # the split's one multiply
+    assert single["bram18"] > split["bram18"]  # a deep table against two small ones
+    text = report.markdown(dict(rep, model="digits_vit.onnx"))
+    assert "## Softmax exponent units" in text and "| split |" in text
+
+
 def _export(model, tmp_path, name="m"):
     model.eval()
     return zoo.export(model, tmp_path / f"{name}.onnx", exporter="torchscript",
@@ -199,12 +214,15 @@ def test_dropout_in_training_mode_is_refused(tmp_path):
             assert "node 'drop' (Dropout): Dropout in training mode" in proc.stderr
 
 
-def test_hardware_on_200_held_out_digits_through_the_cli(held_out, tmp_path):
+@pytest.mark.parametrize("attention", [
+    "plain", pytest.param("differential", marks=pytest.mark.slow)])
+def test_hardware_on_200_held_out_digits_through_the_cli(attention, held_out, tmp_path):
     x_test, y_test = held_out
     x = x_test[:HW_FRAMES]
     np.save(tmp_path / "x.npy", x)
     out = tmp_path / "out"
-    proc = run_cli("build", "-q", str(VIT_MODEL), "-o", str(out), "--target-fps", "50000")
+    proc = run_cli("build", "-q", str(VIT_MODEL), "-o", str(out), "--target-fps", "50000",
+                   "--attention", attention)
     assert proc.returncode == 0, proc.stderr
     proc = run_cli("sim", str(out), "--inputs", str(tmp_path / "x.npy"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -214,7 +232,7 @@ def test_hardware_on_200_held_out_digits_through_the_cli(held_out, tmp_path):
     assert np.array_equal(scores, fpgagen.golden(VIT_MODEL, x))
     measured, est = res["cycles_per_frame"], res["estimated_cycles_per_frame"]
     accuracy = float((scores.argmax(1) == y_test[:HW_FRAMES]).mean())
-    print(f"digits ViT in hardware: {accuracy:.2%} on {HW_FRAMES} held-out digits; "
+    print(f"digits ViT ({attention}) in hardware: {accuracy:.2%} on {HW_FRAMES} digits; "
           f"{measured:g} cycles/frame measured, {est} estimated")
     assert abs(measured - est) <= 0.10 * est, (measured, est)
 

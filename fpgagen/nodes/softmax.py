@@ -462,6 +462,16 @@ def exp_unit_costs(spec: Spec, family: str) -> dict[str, Cost]:
     }
 
 
+def exp_unit_report(spec: Spec, family: str) -> dict:
+    """The report's view of the exponent unit: the variant built, and both variants'
+    resources (one lookup port) for this spec's table depth and exponent width."""
+    costs = exp_unit_costs(spec, family)
+    return {"node": spec.name, "variant": spec.variant, "depth": spec.depth,
+            "exp_bits": spec.e_bits,
+            "choices": {v: {"lut": c.lut, "ff": c.ff, "bram18": c.bram18, "dsp": c.dsp}
+                        for v, c in costs.items()}}
+
+
 def estimate(spec: Spec, family: str) -> Cost:
     s = spec
     pe, ib = s.pe, s.in_type.bits
