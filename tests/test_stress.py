@@ -1,4 +1,5 @@
-"""Streams under stress: every node kind and a whole network, as generated Verilog.
+"""Streams under stress: every node kind and whole networks (an MLP, CNNs, a residual
+network), as generated Verilog.
 
 One simulator run per design covers the stall matrix (probabilities 0, 0.5 and 0.9 on
 input and output, with long bursts whenever the probability is not 0) and two resets
@@ -14,7 +15,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-from conftest import DIGITS_MODEL
+from conftest import DIGITS_MODEL, ROOT
 from test_hw_sim import NODE_CASES, case_graph, values
 
 import fpgagen
@@ -73,8 +74,41 @@ def test_node_kind_under_the_stall_matrix_and_resets(case, tmp_path):
                  frame_words(reference.run_hw(graph, x), last.dtype, last.lanes))
 
 
-def test_digits_mlp_under_the_stall_matrix_and_resets(tmp_path):
-    res = fpgagen.build(DIGITS_MODEL, tmp_path / "out", target_fps=1e6, progress=None)
+def _tiny_cnn(tmp_path):
+    """Padded depthwise 3x3, then a pointwise layer and a max pool: windows, a vvau,
+    an MVAU and a pool, bit-exact through stalls and resets."""
+    from onnxgen import save
+    from test_cnn import tiny_cnn
+
+    return save(tiny_cnn(conv={"group": 4, "pads": [1, 1, 1, 1]}, channels=(4, 4),
+                         size=(6, 7)), tmp_path / "cnn.onnx"), {}
+
+
+def _small_resnet(tmp_path):
+    """Residual blocks: forks, joins and their skip FIFOs under stalls and resets."""
+    from fpgagen import zoo, zoo_cnn
+
+    return zoo.export(zoo_cnn.small_resnet(seed=0), tmp_path / "resnet.onnx",
+                      exporter="torchscript"), {}
+
+
+def _digits_cnn(tmp_path):
+    return ROOT / "examples" / "digits_cnn" / "digits_cnn.onnx", {}
+
+
+NETWORKS = {
+    "digits_mlp": lambda tmp_path: (DIGITS_MODEL, {"target_fps": 1e6}),
+    "tiny_cnn": _tiny_cnn,
+    # about 3.5 and 1.5 minutes on 2 cores: make test-all
+    "small_resnet": pytest.param(_small_resnet, marks=pytest.mark.slow),
+    "digits_cnn": pytest.param(_digits_cnn, marks=pytest.mark.slow),
+}
+
+
+@pytest.mark.parametrize("net", NETWORKS.values(), ids=NETWORKS.keys())
+def test_network_under_the_stall_matrix_and_resets(net, tmp_path):
+    model, options = net(tmp_path)
+    res = fpgagen.build(model, tmp_path / "out", progress=None, **options)
     graph = res.graph
     first, last = stream_ports(graph)
     x = values(np.random.default_rng(3), first.dtype, (FRAMES, first.elems))
