@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import sys
 import tempfile
@@ -60,19 +59,12 @@ def synth_nodes(graph, family: str, cache: Path) -> list[dict]:
     """Per node: estimate and Yosys result (each distinct Verilog synthesised once)."""
     from fpgagen import nodes, synth
 
-    rows = []
-    for node in graph.topo():
-        text = synth.node_verilog(node.spec)
-        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-        job = synth.Job(node.name, text, synth.NODE_TOP, cache / family / f"{node.kind}-{digest}")
-        res = synth.synthesize(job, family)
-        rows.append({"name": node.name, "kind": node.kind, "verilog": digest,
-                     "pe": getattr(node.spec, "pe", None),
-                     "simd": getattr(node.spec, "simd", None),
-                     "estimate": nodes.estimate(node.spec, family).as_dict(),
-                     "synth": res["resources"], "cells": res["cells"],
-                     "seconds": res["seconds"]})
-    return rows
+    results = synth.synthesize_nodes(graph, family, cache / family)
+    return [{"name": node.name, "kind": node.kind, "verilog": results[node.name]["key"],
+             "pe": getattr(node.spec, "pe", None), "simd": getattr(node.spec, "simd", None),
+             "estimate": nodes.estimate(node.spec, family).as_dict(),
+             "synth": results[node.name]["resources"], "cells": results[node.name]["cells"],
+             "seconds": results[node.name]["seconds"]} for node in graph.topo()]
 
 
 def bench_one(name: str, model: Path, label: str, board: str, work: Path, cache: Path,

@@ -150,13 +150,15 @@ def compare_luts(bits: int, family: str) -> int:
 
 
 DSP_MIN_OPERAND_BITS = 2  # Yosys' mul2dsp: no Nx1 products in a DSP
-DSP_MIN_PRODUCT_BITS = 9  # ... nor products narrower than 9 bits (UG901: 4x4 and smaller)
+# ... nor products narrower than this (synth_xilinx: 9, after UG901; synth_ice40 -dsp: 11;
+# synth_ecp5 puts every product of 2+ x 2+ bits in a MULT18X18D)
+_DSP_MIN_PRODUCT_BITS = {"xc7": 9, "xcup": 9, "ecp5": 0, "ice40": 11}
 
 
-def uses_dsp(a_bits: int, b_bits: int) -> bool:
+def uses_dsp(a_bits: int, b_bits: int, family: str = "xc7") -> bool:
     """Whether Yosys maps an a x b product to a DSP (its exact width is about a + b)."""
     return (min(a_bits, b_bits) >= DSP_MIN_OPERAND_BITS
-            and a_bits + b_bits >= DSP_MIN_PRODUCT_BITS)
+            and a_bits + b_bits >= _DSP_MIN_PRODUCT_BITS.get(family, 9))
 
 
 def mult_cost(a_bits: int, b_bits: int, family: str, *, constant_weights: bool = False
@@ -165,9 +167,9 @@ def mult_cost(a_bits: int, b_bits: int, family: str, *, constant_weights: bool =
 
     Calibrated on xc7 against Yosys: products of a constant weight and products of up
     to 2 x 2 bits fold into the adder tree; wider LUT multipliers cost about 3.6 LUTs
-    per partial-product bit; a product of 9 bits or more is a DSP.
+    per partial-product bit; products Yosys puts in DSPs (``uses_dsp``) cost a DSP.
     """
-    if uses_dsp(a_bits, b_bits):
+    if uses_dsp(a_bits, b_bits, family):
         return 0, 1
     if constant_weights:
         return 0, 0

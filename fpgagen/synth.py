@@ -225,6 +225,26 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
+def synthesize_nodes(graph: Graph, family: str, base: Path, *,
+                     timeout: float | None = None) -> dict[str, dict]:
+    """Every node alone, one Yosys at a time, each distinct Verilog once (a network's
+    repeated FIFOs and converters are synthesised once): ``{node name: result}``.
+    Results are cached under ``base/<kind>-<hash of the Verilog>``."""
+    results = {}
+    for node in graph.topo():
+        text = node_verilog(node.spec)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        job = Job(node.name, text, NODE_TOP, Path(base) / f"{node.kind}-{digest}")
+        results[node.name] = synthesize(job, family, timeout)
+    return results
+
+
+def nodes_total(results: dict[str, dict]) -> dict:
+    """The nodes' resources summed (each node as often as it occurs in the graph)."""
+    return {k: round_bram(sum(r["resources"][k] for r in results.values()))
+            for k in RESOURCES}
+
+
 def synthesize_build(out: Path, graph: Graph, family: str, *, workers: int = WORKERS,
                      timeout: float | None = None,
                      progress: Callable[[str], None] | None = None) -> dict:

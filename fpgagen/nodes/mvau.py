@@ -401,7 +401,8 @@ def estimate(spec: Spec, family: str) -> Cost:
     lut = dsp = 0
     if s.xnor:
         lut += s.pe * popcount_luts(s.simd, family, constant_weights=constant_weights)
-    elif constant_weights or uses_dsp(s.in_type.bits, wbits):
+    elif (constant_weights or uses_dsp(s.in_type.bits, wbits, family)
+          or s.weight_type.bipolar or s.in_type.bipolar):  # a conditional negate, no product
         ml, md = mult_cost(s.in_type.bits, wbits, family, constant_weights=constant_weights)
         lut += s.pe * (s.simd * ml + adder_tree_luts(s.simd, acc_bits, family))
         dsp += s.pe * s.simd * md
