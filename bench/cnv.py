@@ -1,7 +1,7 @@
 """Benchmark: BNN-PYNQ CNV on a PYNQ-Z2 at 3,000 frames/s beside FINN's published figure.
 
-    python bench/cnv.py                       # cnv_1w1a, 3 simulated frames
-    python bench/cnv.py --nets cnv_1w1a,cnv_2w2a --frames 4
+    python bench/cnv.py                       # CNV-1w1a, 1w2a, 2w2a; 3 simulated frames
+    python bench/cnv.py --nets cnv_1w1a --frames 4
 
 FINN's CNV-W1A1 on a Zynq-7020 at 100 MHz: 3,020 frames/s with 21,135 LUT, 98 RAMB36 +
 9 RAMB18 and no DSP (the BNN-PYNQ/FINN end-to-end example). The fpgagen rows are built
@@ -19,11 +19,11 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import bench_one, export, fpgagen_cmd, measure_in_child  # noqa: E402
+from run import MORE_FOLDINGS, bench_one, export, fpgagen_cmd, measure_in_child  # noqa: E402
 
 FINN = {"network": "FINN CNV-W1A1 (published)", "fps": 3020, "lut": 21135,
         "bram18": 98 * 2 + 9}
-TARGET = ("3k fps", ("--board", "pynq-z2", "--target-fps", "3000"))
+TARGET = MORE_FOLDINGS[0]  # --board pynq-z2 --target-fps 3000
 
 
 def per_klut(fps: float, lut: float) -> float:
@@ -32,7 +32,7 @@ def per_klut(fps: float, lut: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nets", default="cnv_1w1a")
+    parser.add_argument("--nets", default="cnv_1w1a,cnv_1w2a,cnv_2w2a")
     parser.add_argument("--frames", type=int, default=3)
     parser.add_argument("--synth", action="store_true", help="also Yosys (synth_xilinx)")
     args = parser.parse_args()

@@ -6,6 +6,7 @@ writes it with --out).
     python bench/run.py                              # TFC/SFC/LFC-1w1a + digits CNN, 3 foldings
     python bench/run.py --nets tfc_1w1a --models "" --frames 50  # a quick look
     python bench/run.py --nets "" --models my.onnx   # any QONNX file
+    python bench/run.py --nets cnn --foldings fit    # every CNN (digits CNN by default)
 
 Each stage runs in its own process so that its peak memory (max RSS, the largest of
 the process and its children, e.g. Verilator and the C++ compiler) is its own. The
@@ -33,6 +34,10 @@ FOLDINGS = (
     ("100k fps", ("--target-fps", "100000")),
     ("10k fps", ("--target-fps", "10000")),
 )
+#: further foldings to pick with --foldings (not run by default)
+MORE_FOLDINGS = (("3k fps pynq-z2", ("--board", "pynq-z2", "--target-fps", "3000")),)
+#: every CNN network: zoo networks for --nets (the digits CNN is a model file, --models)
+CNN_NETS = "small_resnet,small_mobilenet,cnv_1w1a,cnv_1w2a,cnv_2w2a"
 COLUMNS = ("network", "folding", "gen s", "Verilog MB", "gen peak MB", "sim build s",
            "sim peak MB", "sim frames/s", "cycles/frame sim", "cycles/frame est", "diff",
            "LUT est", "BRAM18 est", "DSP est", "FPS @ clock")
@@ -60,10 +65,13 @@ def measure_in_child(cmd: list[str]) -> tuple[float, float, subprocess.Completed
 
 
 def export(name: str, directory: Path) -> Path:
-    from fpgagen import zoo
+    """A zoo network by name: BNN-PYNQ (``cnv_1w1a``, ``tfc_2w2a``, ...) or one of
+    ``zoo_cnn``'s (``small_resnet``, ``small_mobilenet``, ``resnet18_4w4a``), seeded."""
+    from fpgagen import zoo, zoo_cnn
 
-    return zoo.export(zoo.bnn_pynq(name, seed=0), directory / f"{name}.onnx",
-                      exporter="dynamo")
+    model = getattr(zoo_cnn, name)(seed=0) if name in zoo_cnn.NETWORKS else \
+        zoo.bnn_pynq(name, seed=0)
+    return zoo.export(model, directory / f"{name}.onnx", exporter="dynamo")
 
 
 def bench_one(name: str, model: Path, label: str, options: tuple[str, ...], frames: int,
@@ -116,7 +124,11 @@ def table(rows: list[dict]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nets", default="tfc_1w1a,sfc_1w1a,lfc_1w1a",
-                        help="BNN-PYNQ zoo networks, exported with seeded weights")
+                        help="zoo networks (BNN-PYNQ, small_resnet, small_mobilenet, "
+                        f"resnet18_4w4a), seeded weights; 'cnn' stands for {CNN_NETS}")
+    parser.add_argument("--foldings", default=",".join(label for label, _ in FOLDINGS),
+                        help="foldings by label: " + ", ".join(
+                            label for label, _ in FOLDINGS + MORE_FOLDINGS))
     parser.add_argument("--models", default=",".join(map(str, DEFAULT_MODELS)),
                         help="QONNX model files, benched as they are (row name: file stem)")
     parser.add_argument("--frames", type=int, default=200, help="frames per simulation")
@@ -126,10 +138,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fpgagen-bench-") as tmp:
         work = Path(tmp)
         os.environ.pop("FPGAGEN_SIM_CACHE", None)  # each build directory's own cache
-        models = [(name, export(name, work)) for name in filter(None, args.nets.split(","))]
+        foldings = dict(FOLDINGS + MORE_FOLDINGS)
+        chosen = [(label, foldings[label]) for label in args.foldings.split(",")]
+        names = CNN_NETS if args.nets == "cnn" else args.nets
+        models = [(name, export(name, work)) for name in filter(None, names.split(","))]
         models += [(Path(f).stem, Path(f)) for f in filter(None, args.models.split(","))]
         for name, model in models:
-            for label, options in FOLDINGS:
+            for label, options in chosen:
                 row = bench_one(name, model, label, options, args.frames, work)
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)

@@ -144,3 +144,7 @@ def _finish(model, shape, seed, calib_samples, name):
     model.input_shape = shape
     model.zoo_name = name
     return model
+
+
+#: the networks above by name (bench/run.py --nets)
+NETWORKS = ("small_resnet", "small_mobilenet", "resnet18_4w4a")

@@ -235,6 +235,21 @@ def test_tfc_2w2a_partial_folding(tmp_path, zoo_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name", ["cnv_1w1a", "cnv_1w2a", "cnv_2w2a"])
+def test_cnv_at_3000_fps_on_pynq_z2(name, tmp_path, zoo_dir):
+    """BNN-PYNQ CNV (1 and 2 bit weights and activations) at FINN's CNV target: a few frames
+    under random stalls, bit-exact, cycles/frame within 5% of the estimate and at most
+    33,333 (+5%). 6 to 17 minutes each on 2 cores (Verilator build included)."""
+    _, path = zoo_model(name, "dynamo", zoo_dir)
+    res = _build_and_sim(path, tmp_path / "out", "--board", "pynq-z2", "--target-fps", "3000",
+                         sim_args=("--count", "3"))
+    assert res["frames"] == 3 and res["mismatches"] == 0
+    est = res["estimated_cycles_per_frame"]
+    assert abs(res["cycles_per_frame"] - est) <= 0.05 * est
+    assert res["cycles_per_frame"] <= 1.05 * 100e6 / 3000
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("fps", ["fit", "100000", "1000"])
 @pytest.mark.parametrize("name", [f"{n}_{p}" for n in ("tfc", "sfc", "lfc")
                                   for p in ("1w1a", "1w2a", "2w2a")])
