@@ -135,6 +135,62 @@ def test_other_vit_shapes_match_brevitas(dim, heads, mlp, depth, tmp_path):
     assert agreement >= 0.9
 
 
+class _SDPAViT(torch.nn.Module):
+    """The digits ViT's shape with separate Q/K/V projections, explicit head split and
+    Brevitas' QuantScaledDotProductAttention (which only the dynamo exporter exports)."""
+
+    def __init__(self, dim=12, heads=3):
+        from brevitas.nn import QuantScaledDotProductAttention
+        from brevitas.quant import Uint8ActPerTensorFixedPointMaxInit
+
+        super().__init__()
+        vm = zoo.load_example_module("model", "digits_vit")
+        v = vm.DigitsViT(dim=dim, heads=heads, mlp=16)
+        self.input_quant, self.patch, self.res, self.pos = v.input_quant, v.patch, v.res, v.pos
+        self.ln1, self.q_ln1 = torch.nn.LayerNorm(dim), vm.act(4)
+        self.q, self.k, self.v, self.o = (vm.linear(dim, dim) for _ in range(4))
+        self.sdpa = QuantScaledDotProductAttention(
+            q_scaled_bit_width=4, k_transposed_bit_width=4, v_bit_width=4,
+            attn_output_weights_quant=Uint8ActPerTensorFixedPointMaxInit,
+            attn_output_weights_bit_width=4, attn_output_weights_max_val=1.0)
+        self.q_o, self.heads = vm.act(4), heads
+        self.ln, self.q_ln, self.head = v.ln, v.q_ln, v.head
+
+    def forward(self, x):
+        x = self.patch(self.input_quant(x)).flatten(2).transpose(1, 2)
+        x = self.res(x) + self.res(self.pos)
+        b, t, d = x.shape
+        h = self.q_ln1(self.ln1(x))
+
+        def split(y):
+            return y.view(b, t, self.heads, d // self.heads).transpose(1, 2)
+
+        y = self.sdpa(split(self.q(h)), split(self.k(h)), split(self.v(h)))
+        x = x + self.res(self.o(self.q_o(y.transpose(1, 2).reshape(b, t, d))))
+        return self.head(self.q_ln(self.ln(x)).mean(1))
+
+
+def test_scaled_dot_product_attention_from_the_dynamo_exporter(tmp_path):
+    """Separate projections, 4-D (batch, heads, tokens, dim) views, the exporter's empty
+    mask (an Add of zeros) and its constant Where guard: the same dataflow units."""
+    torch.manual_seed(3)
+    model = _SDPAViT()
+    x = zoo.sample_inputs(zoo.DIGITS_INPUT_SHAPE, 64, seed=1)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.from_numpy(x))
+    model.eval()
+    path = zoo.export(model, tmp_path / "sdpa.onnx", exporter="dynamo",
+                      input_shape=zoo.DIGITS_INPUT_SHAPE)
+    graph = lower(load_model(path))
+    kinds = [n.kind for n in graph.nodes]
+    assert kinds.count("matmul") == 2 and "softmax" in kinds
+    got = reference.run(graph, x)
+    want = zoo.torch_forward(model, x)
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
+
+
 class _Masked(torch.nn.Module):
     """The digits ViT's attention with a causal mask."""
 

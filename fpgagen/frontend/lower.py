@@ -38,7 +38,7 @@ from .values import _channels, _Host, _QWeight, _Stream, _stream_shape
 
 QUANT_OPS = {"Quant", "BipolarQuant", "Trunc"}
 POOL_OPS = {"MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool"}
-TRANSFORMER_OPS = {"Softmax", "LayerNormalization", "ReduceMean", "Split"}
+TRANSFORMER_OPS = {"Softmax", "LayerNormalization", "ReduceMean", "Split", "Where"}
 LOWERED_OPS = {"MatMul", "Gemm", "Conv", *POOL_OPS, *TRANSFORMER_OPS}  # built by lowering
 MAX_WEIGHT_BITS = 16
 
@@ -204,7 +204,16 @@ class _Lowering(TransformerLowering):
             raise UnsupportedError(f"{op} needs constant scale, zero point and bit width",
                                    where=where, hint="a scale computed at run time cannot "
                                                      "be built into hardware")
-        if op in QUANT_OPS and len(ins) >= 1 and isinstance(ins[0], np.ndarray):
+        if op == "Where" and isinstance(ins[0], np.ndarray) and len(data) == 1 \
+                and (not np.any(ins[0]) or np.all(ins[0])):
+            # a constant condition selects one side (the dynamo export of an attention
+            # without a mask guards its softmax so); a real mask is refused
+            out = ins[2] if not np.any(ins[0]) else ins[1]
+            if not isinstance(out, _Stream) or np.broadcast_shapes(
+                    np.shape(ins[0]), tuple(out.shape)) != tuple(out.shape):
+                raise UnsupportedError("Where is supported only as a constant choice of an "
+                                       "on-chip tensor", where=where)
+        elif op in QUANT_OPS and len(ins) >= 1 and isinstance(ins[0], np.ndarray):
             out = self.quantize_constant(op, ins, attrs, where)
         elif all(v is None or isinstance(v, np.ndarray) for v in ins):
             out = _fold(op, ins, attrs, where)
@@ -346,6 +355,10 @@ class _Lowering(TransformerLowering):
                                            stream.channels, where)
             return dataclasses.replace(stream, chain=stream.chain + chain)
         if op in ELEMENTWISE:
+            if op in ("Add", "Sub") and all(o is None or (np.all(np.isfinite(o)) and not np.any(o))
+                                           for o in operands):
+                _shape_after(HostOp(op, operands, attrs), stream.shape, where)
+                return stream  # adding zeros (an empty attention mask): nothing to do
             producer = self.producer(stream.tensor)
             if op in ("Add", "Sub") and producer is not None \
                     and isinstance(producer.spec, matmul.Spec):

@@ -176,8 +176,10 @@ class TransformerLowering:
                                    "tokens with the heads inside each token", where=where,
                                    hint="see docs/ops.md, attention")
         ta, tb = self.tensors[a.tensor], self.tensors[b.tensor]
+        # two B buffers: B arrives at its producer's pace over a whole frame, so with one
+        # buffer the next frame's B would wait for this frame's rows, serialising both
         spec = matmul.Spec(self.fresh("matmul"), rows, n_b, d_b, ta.dtype, tb.dtype,
-                           transpose_b=transpose_b, heads=heads)
+                           transpose_b=transpose_b, heads=heads, pingpong=True)
         shape = tuple(a.shape[:-1]) + (cols,)
         h, r, c = np.ix_(range(heads), range(rows), range(cols))
         out = _Stream(f"{spec.name}_out", [HostOp("Mul", (None, np.asarray(sa * sb, F32)), {},
