@@ -34,23 +34,35 @@ def sparse_frames(rng, dtype, frames, vectors, channels, keep=0.6):
     return x.reshape(frames, -1)
 
 
+def fields(raw: int, bits: int, count: int) -> list[int]:
+    """``count`` two's complement fields of ``bits`` bits, the first lowest."""
+    out = []
+    for _ in range(count):
+        v = raw & ((1 << bits) - 1)
+        out.append(v - ((v >> (bits - 1)) << bits))
+        raw >>= bits
+    return out
+
+
 def decode(fmt: delta.DeltaFormat, words: list[int], vectors: int) -> np.ndarray:
     """The wire words of one frame -> its dense deltas, written from the format's
-    description alone."""
-    out = np.zeros((vectors, fmt.channels), dtype=np.int64)
-    nb, ib, db = fmt.narrow_bits, fmt.index_bits, fmt.delta_type.bits
+    description alone (groups of ``simd`` channels)."""
+    out = np.zeros((vectors, fmt.channels // fmt.simd, fmt.simd), dtype=np.int64)
+    n, nb, db = fmt.simd, fmt.narrow_bits, fmt.delta_type.bits
+    ib = max(1, (fmt.channels // n - 1).bit_length())
     t, k = 0, 0
     while k < len(words):
         w = words[k]
-        value, index = w & ((1 << nb) - 1), (w >> nb) & ((1 << ib) - 1)
-        wide, last = (w >> (nb + ib)) & 1, (w >> (nb + ib + 1)) & 1
+        index = (w >> (n * nb)) & ((1 << ib) - 1)
+        wide, last = (w >> (n * nb + ib)) & 1, (w >> (n * nb + ib + 1)) & 1
         if wide:
             k += 1
-            value, bits = words[k] & ((1 << db) - 1), db
+            assert words[k] >> (n * db) == 0
+            value = fields(words[k], db, n)
         else:
-            bits = nb
-        value -= (value >> (bits - 1)) << bits  # two's complement
-        assert value != 0 or (last and not wide and index == 0), "a zero entry was sent"
+            value = fields(w, nb, n)
+        assert any(value) or (last and not wide and index == 0), "a zero entry was sent"
+        assert not (wide and all(-(1 << nb - 1) <= v < 1 << nb - 1 for v in value))
         out[t, index] = value
         t += last
         k += 1
@@ -70,20 +82,25 @@ def test_reference_is_the_difference_to_the_previous_vector():
 
 @pytest.mark.parametrize("dtype", TYPES)
 @pytest.mark.parametrize("narrow", [1, 2, None])
-def test_the_wire_format_decodes_to_the_deltas(dtype, narrow):
+@pytest.mark.parametrize("channels,simd", [(5, 1), (6, 3), (8, 2), (4, 4)])
+def test_the_wire_format_decodes_to_the_deltas(dtype, narrow, channels, simd):
     rng = np.random.default_rng(3)
-    top = delta.DeltaFormat(5, dtype, 1).delta_type.bits
-    fmt = delta.DeltaFormat(5, dtype, top if narrow is None else min(narrow, top))
-    x = sparse_frames(rng, dtype, 6, 4, 5)
-    d = delta.deltas(x, 4, 5)
+    top = delta.DeltaFormat(channels, dtype, 1).delta_type.bits
+    fmt = delta.DeltaFormat(channels, dtype, top if narrow is None else min(narrow, top), simd)
+    x = sparse_frames(rng, dtype, 6, 4, channels)
+    d = delta.deltas(x, 4, channels)
     frames = delta.encode_frames(fmt, d, 4)
     for f, words in enumerate(frames):
         assert all(0 <= w < 1 << fmt.word_bits for w in words)
         assert np.array_equal(decode(fmt, words, 4), d[f])
     stats = delta.link_stats(fmt, d, 4)
     assert stats["zero"] + stats["narrow"] + stats["wide"] == d.size
+    assert stats["group_zero"] + stats["group_narrow"] + stats["group_wide"] == \
+        stats["groups"] == d.size // simd
     assert stats["words"].tolist() == [len(w) for w in frames]
     assert stats["zero"] == int((d == 0).sum())
+    groups = d.reshape(-1, simd)
+    assert stats["group_zero"] == int((~groups.any(axis=1)).sum())
 
 
 def test_wide_deltas_take_two_words_and_an_empty_token_one():
@@ -92,6 +109,12 @@ def test_wide_deltas_take_two_words_and_an_empty_token_one():
     assert delta.encode_token(fmt, np.array([0, 0, 0, 0])) == [1 << 6]
     words = delta.encode_token(fmt, np.array([0, 3, 0, -9]))
     assert words == [3 | 1 << 3, 3 << 3 | 1 << 5 | 1 << 6, -9 & 0b11111]
+    # groups of two: one narrow group, one wide group sent at full width
+    fmt = delta.DeltaFormat(6, IntType(4, False), 3, simd=2)
+    assert fmt.word_bits == max(2 * 3 + 2 + 2, 2 * 5)
+    words = delta.encode_token(fmt, np.array([0, 0, 3, -1, 0, -9]))
+    assert words == [3 | 0b111 << 3 | 1 << 6, 2 << 6 | 1 << 8 | 1 << 9,
+                     0 | (-9 & 0b11111) << 5]
 
 
 def test_spec_messages():
@@ -100,21 +123,28 @@ def test_spec_messages():
         delta.Spec("enc", 4, IntType(4, False), 6)
     with pytest.raises(SpecError, match=r"lanes=3 does not divide channels=4"):
         delta.Spec("enc", 4, IntType(4, False), 3, lanes=3)
+    with pytest.raises(SpecError, match=r"simd=3 does not divide channels=4"):
+        delta.Spec("enc", 4, IntType(4, False), 3, lanes=4, simd=3)
+    with pytest.raises(SpecError, match=r"simd=2 does not divide lanes=3"):
+        delta.Spec("enc", 6, IntType(4, False), 3, lanes=3, simd=2)
     assert delta.default_narrow_bits(IntType(4, False)) == 5  # every delta in one word
     assert delta.default_narrow_bits(IntType(8, True)) == 5  # int9 deltas split
     assert delta.default_narrow_bits(BIPOLAR) == 3
 
 
-@settings(max_examples=12, deadline=None)
-@given(dtype=st.sampled_from(TYPES), channels=st.sampled_from([1, 2, 4, 6]),
-       vectors=st.integers(1, 4), lanes_pick=st.integers(0, 3), narrow=st.integers(1, 5),
+@settings(max_examples=20, deadline=None)
+@given(dtype=st.sampled_from(TYPES), channels=st.sampled_from([1, 2, 4, 6, 12]),
+       vectors=st.integers(1, 4), pick=st.integers(0, 20), narrow=st.integers(1, 5),
        seed=st.integers(0, 1000))
-def test_hardware_sends_the_reference_words_under_stalls(dtype, channels, vectors, lanes_pick,
+def test_hardware_sends_the_reference_words_under_stalls(dtype, channels, vectors, pick,
                                                          narrow, seed):
+    """Any group size, input words of one or several groups."""
     rng = np.random.default_rng(seed)
-    lanes = [d for d in range(1, channels + 1) if channels % d == 0][lanes_pick % 2 - 1]
+    options = delta.fold_options(delta.Spec("enc", channels, dtype, 1))
+    fold = options[pick % len(options)]
     top = delta.DeltaFormat(channels, dtype, 1).delta_type.bits
-    spec = delta.Spec("enc", channels, dtype, min(narrow, top), vectors=vectors, lanes=lanes)
+    spec = delta.Spec("enc", channels, dtype, min(narrow, top), vectors=vectors, **fold)
+    lanes = spec.lanes
     x = sparse_frames(rng, dtype, 3, vectors, channels)
     want = [w for f in delta.encode_frames(spec.fmt, delta.reference(spec, x), vectors)
             for w in f]
@@ -123,12 +153,12 @@ def test_hardware_sends_the_reference_words_under_stalls(dtype, channels, vector
     assert got == want
 
 
-@pytest.mark.parametrize("lanes", [1, 3, 12])
-def test_cycles_for_the_data_and_in_the_worst_case(lanes):
+@pytest.mark.parametrize("lanes,simd", [(1, 1), (3, 1), (12, 1), (4, 2), (12, 3), (6, 6)])
+def test_cycles_for_the_data_and_in_the_worst_case(lanes, simd):
     """Without stalls the encoder takes ``cycles_for`` (plus its pipeline registers);
-    every delta nonzero and wide takes exactly the worst case ``cycles()``."""
+    every group nonzero and wide takes exactly the worst case ``cycles()``."""
     rng = np.random.default_rng(lanes)
-    spec = delta.Spec("enc", 12, IntType(3, False), 2, vectors=6, lanes=lanes)
+    spec = delta.Spec("enc", 12, IntType(3, False), 2, vectors=6, lanes=lanes, simd=simd)
     x = sparse_frames(rng, spec.x_type, 4, 6, 12, keep=0.5)
     worst = np.tile(np.array([7, 0] * 3).repeat(12), (4, 1))  # every |d| = 7: wide
     for frames in (x, worst):
@@ -146,3 +176,5 @@ def test_estimate():
         cost = estimate(spec, "xc7")
         assert cost.cycles == spec.cycles() == 5 * (8 * 2 + 1)
         assert cost.lut > 0 and cost.ff > 0 and cost.dsp == 0
+    grouped = delta.Spec("enc", 8, IntType(4, True), 3, vectors=5, lanes=8, simd=4)
+    assert estimate(grouped, "xc7").cycles == grouped.cycles() == 5 * (2 * 2 + 1)

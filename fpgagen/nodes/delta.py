@@ -7,30 +7,37 @@ order::
     d[t] = x[t] - x[t-1]        (x[-1] = 0 at the start of every frame)
 
 That is the node's golden model (``reference``): the dense deltas, shape
-(frames, vectors * channels). On the wire they travel sparse (``DeltaFormat``): one
-word per nonzero delta that fits ``narrow_bits`` signed bits, two words per wider one,
-zero deltas not at all, and a word even for a token whose deltas are all zero, so that
-the reader sees every token end. The IR tensor between encoder and MVAU has the
+(frames, vectors * channels). On the wire they travel sparse, in groups of ``simd``
+consecutive channels (the differential MVAU's SIMD step; ``DeltaFormat``): one word per
+group with a nonzero delta when all its deltas fit ``narrow_bits`` signed bits, two
+words when one is wider, all-zero groups not at all, and a word even for a token
+whose deltas are all zero, so that the reader sees every token end. The IR tensor between encoder and MVAU has the
 wire word as its type and ``vectors * channels`` (the deltas it stands for) as its
 element count; the count of words actually sent depends on the data
 (``encode_frames`` gives them; ``link_stats`` counts them).
 
 Wire words (``DeltaFormat.word_bits`` bits, low to high):
-``value`` (``narrow_bits``, signed), ``index`` (the channel, ``index_bits``),
-``wide`` (1 bit), ``last`` (1 bit, the token's last word-pair).
+``value`` (``simd`` fields of ``narrow_bits``, signed, channel ``index * simd + k`` in
+field ``k``), ``index`` (the group, ``index_bits``), ``wide`` (1 bit), ``last`` (1 bit,
+the token's last entry).
 
-- a narrow entry: ``value = d``, ``wide = 0``;
-- a wide entry: first word ``index``, ``wide = 1``, ``last`` (``value`` unused), then a
-  second word holding ``d`` in its low ``delta_type.bits`` bits (two's complement);
-- a token's entries come in channel order; ``last = 1`` on its final entry, or, for
+- a narrow entry (every delta of the group fits): ``value`` = the group's deltas,
+  ``wide = 0``;
+- a wide entry (the escape): first word ``index``, ``wide = 1``, ``last`` (``value``
+  unused), then a second word holding the group's deltas at full width, field ``k`` at
+  bit ``k * delta_type.bits`` (two's complement);
+- a token's entries come in group order; ``last = 1`` on its final entry, or, for
   a token without any nonzero delta, on an end word (``value = 0``, ``index = 0``).
 
-Hardware: an input word is accepted (the previous token's word at its place read from
-a register queue or a memory), its deltas computed and written to an emitter register,
-which sends the nonzero lanes one per cycle. One entry is held back until the next is
-found, so that the token's final entry can carry ``last``. Cycles per token: one per
-input word without nonzero deltas, one per nonzero delta (two if wide), one to close
-the token if its last word has a nonzero delta; the worst case (every delta nonzero and wide) is ``cycles()``.
+With ``simd = 1`` a group is one channel: one word per nonzero delta, two per wide one.
+
+Hardware: an input word (``lanes`` elements, a multiple of ``simd``) is accepted (the
+previous token's word at its place read from a register queue or a memory), its
+deltas computed and written to an emitter register, which sends its nonzero groups one
+per cycle. One entry is held back until the next is found, so that the token's final
+entry can carry ``last``. Cycles per token: one per input word without a nonzero group,
+one per nonzero group (two if wide), one to close the token if its last word has a
+nonzero group; the worst case (every group nonzero and wide) is ``cycles()``.
 """
 
 from __future__ import annotations
@@ -67,7 +74,8 @@ class DeltaFormat:
 
     channels: int  # elements per vector
     x_type: IntType  # the values whose differences travel
-    narrow_bits: int  # signed bits of a one-word delta
+    narrow_bits: int  # signed bits of a delta in a one-word entry
+    simd: int = 1  # channels per group (one entry)
 
     @property
     def delta_type(self) -> IntType:
@@ -75,8 +83,12 @@ class DeltaFormat:
         return smallest_type(-span, span)
 
     @property
+    def groups(self) -> int:
+        return self.channels // self.simd
+
+    @property
     def index_bits(self) -> int:
-        return max(1, (self.channels - 1).bit_length())
+        return max(1, (self.groups - 1).bit_length())
 
     @property
     def narrow_range(self) -> tuple[int, int]:
@@ -89,8 +101,12 @@ class DeltaFormat:
         return self.delta_type.min < lo or self.delta_type.max > hi
 
     @property
+    def value_bits(self) -> int:
+        return self.simd * self.narrow_bits
+
+    @property
     def word_bits(self) -> int:
-        return max(self.narrow_bits + self.index_bits + 2, self.delta_type.bits)
+        return max(self.value_bits + self.index_bits + 2, self.simd * self.delta_type.bits)
 
     @property
     def word_type(self) -> IntType:
@@ -99,11 +115,11 @@ class DeltaFormat:
     # field offsets
     @property
     def index_at(self) -> int:
-        return self.narrow_bits
+        return self.value_bits
 
     @property
     def wide_at(self) -> int:
-        return self.narrow_bits + self.index_bits
+        return self.value_bits + self.index_bits
 
     @property
     def last_at(self) -> int:
@@ -111,14 +127,27 @@ class DeltaFormat:
 
     def check(self, where: str) -> None:
         nb, top = self.narrow_bits, self.delta_type.bits
+        check_positive(where, self.simd, "simd")
+        check_divides(where, self.simd, self.channels, "simd", "channels")
         if not isinstance(nb, int) or isinstance(nb, bool) or not 1 <= nb <= top:
             raise SpecError(f"narrow_bits must be an integer in [1, {top}] (the deltas of "
                             f"{self.x_type} are {self.delta_type}), not {nb!r}", where=where,
                             hint=f"{top} sends every delta in one word")
 
-    def word(self, index: int, value: int, wide: bool, last: bool) -> int:
-        raw = int(value) & ((1 << self.narrow_bits) - 1)
+    def word(self, index: int, values, wide: bool, last: bool) -> int:
+        """An entry's (first) word; ``values``: the group's deltas (ignored if wide)."""
+        raw = 0 if wide else pack_fields(values, self.narrow_bits)
         return raw | index << self.index_at | int(wide) << self.wide_at | int(last) << self.last_at
+
+    def wide_word(self, values) -> int:
+        """A wide entry's second word: the group's deltas at full width."""
+        return pack_fields(values, self.delta_type.bits)
+
+
+def pack_fields(values, bits: int) -> int:
+    """Signed values in consecutive ``bits``-bit fields, the first lowest."""
+    mask = (1 << bits) - 1
+    return sum((int(v) & mask) << (k * bits) for k, v in enumerate(np.ravel(values)))
 
 
 def default_narrow_bits(x_type: IntType) -> int:
@@ -143,17 +172,17 @@ def deltas(x: np.ndarray, vectors: int, channels: int) -> np.ndarray:
 def encode_token(fmt: DeltaFormat, d: np.ndarray) -> list[int]:
     """The wire words of one token's deltas (``channels`` values)."""
     lo, hi = fmt.narrow_range
-    idx = np.flatnonzero(d)
+    groups = np.asarray(d, dtype=np.int64).reshape(fmt.groups, fmt.simd)
+    idx = np.flatnonzero(groups.any(axis=1))
     if idx.size == 0:
-        return [fmt.word(0, 0, wide=False, last=True)]
+        return [fmt.word(0, [0], wide=False, last=True)]
     words = []
-    for k, c in enumerate(idx.tolist()):
-        value, last = int(d[c]), k == idx.size - 1
-        if lo <= value <= hi:
-            words.append(fmt.word(c, value, wide=False, last=last))
+    for k, g in enumerate(idx.tolist()):
+        values, last = groups[g], k == idx.size - 1
+        if ((lo <= values) & (values <= hi)).all():
+            words.append(fmt.word(g, values, wide=False, last=last))
         else:
-            words += [fmt.word(c, 0, wide=True, last=last),
-                      value & ((1 << fmt.delta_type.bits) - 1)]
+            words += [fmt.word(g, values, wide=True, last=last), fmt.wide_word(values)]
     return words
 
 
@@ -164,15 +193,23 @@ def encode_frames(fmt: DeltaFormat, d: np.ndarray, vectors: int) -> list[list[in
 
 
 def link_stats(fmt: DeltaFormat, d: np.ndarray, vectors: int) -> dict:
-    """Counts over deltas d (frames, vectors * channels): per frame and token arrays."""
-    tokens = np.asarray(d, dtype=np.int64).reshape(d.shape[0], vectors, fmt.channels)
+    """Counts over deltas d (frames, vectors * channels): per delta (``zero``,
+    ``narrow``, ``wide``: whether it fits ``narrow_bits``), per group (``group_zero``,
+    ``group_narrow``, ``group_wide``: how it travels), and per frame and token arrays
+    (``nonzero_groups``, ``wide_groups``: frames x vectors; ``words``, ``bits``)."""
+    tokens = np.asarray(d, dtype=np.int64).reshape(d.shape[0], vectors, fmt.groups, fmt.simd)
     lo, hi = fmt.narrow_range
     nonzero = tokens != 0
     wide = nonzero & ((tokens < lo) | (tokens > hi))
-    nnz, n_wide = nonzero.sum(axis=2), wide.sum(axis=2)  # (frames, vectors)
+    g_nonzero, g_wide = nonzero.any(axis=3), wide.any(axis=3)
+    nnz, n_wide = g_nonzero.sum(axis=2), g_wide.sum(axis=2)  # (frames, vectors)
     words = nnz + n_wide + (nnz == 0)
-    return {"deltas": tokens.size, "zero": int((~nonzero).sum()), "wide": int(n_wide.sum()),
-            "narrow": int(nnz.sum() - n_wide.sum()), "nnz": nnz, "wide_per_token": n_wide,
+    n_wide_deltas = int(wide.sum())
+    return {"deltas": tokens.size, "zero": int((~nonzero).sum()), "wide": n_wide_deltas,
+            "narrow": int(nonzero.sum()) - n_wide_deltas,
+            "groups": g_nonzero.size, "group_zero": int((~g_nonzero).sum()),
+            "group_wide": int(n_wide.sum()), "group_narrow": int(nnz.sum() - n_wide.sum()),
+            "nonzero_groups": nnz, "wide_groups": n_wide,
             "words": words.sum(axis=1), "bits": words.sum(axis=1) * fmt.word_bits}
 
 
@@ -183,18 +220,20 @@ class Spec:
     x_type: IntType  # input element type
     narrow_bits: int
     vectors: int = 1  # vectors per frame
-    lanes: int = 1  # input elements per word
+    lanes: int = 1  # input elements per word (a multiple of simd)
+    simd: int = 1  # channels per group (the differential MVAU's SIMD)
 
     def __post_init__(self):
         n = self.name
-        for what in ("channels", "vectors", "lanes"):
+        for what in ("channels", "vectors", "lanes", "simd"):
             check_positive(n, getattr(self, what), what)
         check_divides(n, self.lanes, self.channels, "lanes", "channels")
         self.fmt.check(n)
+        check_divides(n, self.simd, self.lanes, "simd", "lanes")
 
     @property
     def fmt(self) -> DeltaFormat:
-        return DeltaFormat(self.channels, self.x_type, self.narrow_bits)
+        return DeltaFormat(self.channels, self.x_type, self.narrow_bits, self.simd)
 
     # ---- stream view ---------------------------------------------------------
     @property
@@ -227,17 +266,18 @@ class Spec:
         return self.channels // self.lanes
 
     def cycles(self) -> int:
-        """Worst case: every delta nonzero (and wide, if any can be), then the close."""
-        return self.vectors * (self.channels * (1 + self.fmt.escapes) + 1)
+        """Worst case: every group nonzero (and wide, if any can be), then the close."""
+        return self.vectors * (self.fmt.groups * (1 + self.fmt.escapes) + 1)
 
     def cycles_for(self, d: np.ndarray) -> np.ndarray:
         """Cycles per frame this encoder takes for deltas d (frames, vectors * channels)."""
-        nonzero = (np.asarray(d).reshape(d.shape[0], self.vectors, self.sf, self.lanes) != 0
-                   ).sum(axis=3)
+        per = self.lanes // self.simd  # groups per input word
+        nonzero = (np.asarray(d).reshape(d.shape[0], self.vectors, self.sf, per, self.simd)
+                   != 0).any(axis=4).sum(axis=3)
         stats = link_stats(self.fmt, d, self.vectors)
         per_word = np.maximum(nonzero, 1).sum(axis=2)
         close = nonzero[:, :, -1] > 0  # the held-back entry goes out after the last word
-        return (per_word + stats["wide_per_token"] + close).sum(axis=1)
+        return (per_word + stats["wide_groups"] + close).sum(axis=1)
 
 
 def reference(spec: Spec, x: np.ndarray) -> np.ndarray:
@@ -303,68 +343,70 @@ class Component(wiring.Component):
             pv = lane_value(prev[lane], s.x_type)
             m.d.comb += b_d[lane].eq(Mux(b_fresh, xv, xv - pv))
 
-        # ---- E: send the nonzero lanes, one entry held back ----------------------
+        # ---- E: send the nonzero groups, one entry held back ----------------------
+        simd, per = s.simd, lanes // s.simd  # channels per group, groups per word
+        g_layout = data.ArrayLayout(d_shape, simd)
         e_valid, e_last = Signal(), Signal()
         e_d = Signal(data.ArrayLayout(d_shape, lanes))
-        e_mask = Signal(lanes)
+        e_mask = Signal(per)  # the groups still to send
         e_base = Signal(f.index_bits)
         p_valid = Signal()  # the held-back entry
         p_index = Signal(f.index_bits)
-        p_d = Signal(d_shape)
+        p_d = Signal(g_layout)
         s_valid = Signal()  # the second word of a wide entry, to send next
-        s_d = Signal(d_shape)
+        s_d = Signal(g_layout)
 
-        pick = Signal(range(max(lanes, 2)))
-        for lane in reversed(range(lanes)):  # the lowest nonzero lane wins
-            with m.If(e_mask[lane]):
-                m.d.comb += pick.eq(lane)
+        pick = Signal(range(max(per, 2)))
+        for grp in reversed(range(per)):  # the lowest nonzero group wins
+            with m.If(e_mask[grp]):
+                m.d.comb += pick.eq(grp)
         one_left = Signal()
         m.d.comb += one_left.eq((e_mask & (e_mask - 1)) == 0)
-        picked = Signal(d_shape)
-        m.d.comb += picked.eq(Const(0, d_shape))
-        for lane in range(lanes):
-            with m.If(pick == lane):
-                m.d.comb += picked.eq(e_d[lane])
+        picked = Signal(g_layout)
+        for grp in range(per):
+            with m.If(pick == grp):
+                m.d.comb += picked.eq(Cat(*(e_d[grp * simd + k] for k in range(simd))))
 
         lo, hi = f.narrow_range
         p_wide = Signal()
-        m.d.comb += p_wide.eq((p_d < lo) | (p_d > hi))
+        m.d.comb += p_wide.eq(Cat(*((p_d[k] < lo) | (p_d[k] > hi) for k in range(simd))).any())
         out_valid = Signal()
         out_word = Signal(f.word_bits)
-        end_word = Signal()  # close the token with P, or with an end word
         e_done = Signal()
-        m.d.comb += end_word.eq(0)
+        p_narrow = Cat(*(p_d[k][:f.narrow_bits] for k in range(simd)))
 
         def send_p(last):
             m.d.comb += [out_valid.eq(1),
-                         out_word.eq(Cat(Mux(p_wide, 0, p_d[:f.narrow_bits]), p_index,
-                                         p_wide, last))]
+                         out_word.eq(Cat(Mux(p_wide, 0, p_narrow), p_index, p_wide, last))]
             m.d.sync += [s_valid.eq(p_wide), s_d.eq(p_d)]
 
         with m.If(adv):
             with m.If(s_valid):
-                m.d.comb += [out_valid.eq(1), out_word.eq(s_d.as_unsigned())]
+                m.d.comb += [out_valid.eq(1), out_word.eq(s_d.as_value())]
                 m.d.sync += s_valid.eq(0)
             with m.Elif(e_valid & (e_mask != 0)):
                 with m.If(p_valid):
                     send_p(0)
                 m.d.sync += [p_valid.eq(1), p_index.eq(e_base + pick), p_d.eq(picked),
-                             e_mask.eq(e_mask & ~(Const(1, lanes) << pick)[:lanes])]
+                             e_mask.eq(e_mask & ~(Const(1, per) << pick)[:per])]
                 m.d.comb += e_done.eq(one_left & ~e_last)
             with m.Elif(e_valid):
                 with m.If(e_last):
                     with m.If(p_valid):
                         send_p(1)
                     with m.Else():
-                        m.d.comb += [out_valid.eq(1), out_word.eq(f.word(0, 0, False, True))]
+                        m.d.comb += [out_valid.eq(1),
+                                     out_word.eq(f.word(0, [0], False, True))]
                     m.d.sync += p_valid.eq(0)
                 m.d.comb += e_done.eq(1)
         m.d.comb += e_take.eq(~e_valid | e_done)
         with m.If(e_take):
             m.d.sync += e_valid.eq(b_valid)
             with m.If(b_valid):
-                m.d.sync += [e_d.eq(b_d), e_base.eq(b_word * lanes), e_last.eq(b_last),
-                             e_mask.eq(Cat(*(b_d[lane] != 0 for lane in range(lanes))))]
+                m.d.sync += [e_d.eq(b_d), e_base.eq(b_word * per), e_last.eq(b_last),
+                             e_mask.eq(Cat(*(Cat(*(b_d[grp * simd + k] != 0
+                                                   for k in range(simd))).any()
+                                             for grp in range(per))))]
 
         with m.If(adv):
             m.d.sync += self.o.valid.eq(out_valid)
@@ -374,7 +416,10 @@ class Component(wiring.Component):
 
 
 def fold_options(spec: Spec) -> list[dict]:
-    return [{"lanes": lanes} for lanes in divisors(spec.channels)]
+    """Groups of any size; input words of whole groups. The group size must be its
+    readers' SIMD (``passes/differential.match_groups``)."""
+    return [{"simd": simd, "lanes": lanes} for simd in divisors(spec.channels)
+            for lanes in divisors(spec.channels) if lanes % simd == 0]
 
 
 def fill_words(spec: Spec) -> int:
@@ -386,10 +431,12 @@ def fill_words(spec: Spec) -> int:
 def estimate(spec: Spec, family: str) -> Cost:
     s, f = spec, spec.fmt
     xbits, dbits = s.x_type.bits, f.delta_type.bits
+    per = s.lanes // s.simd  # groups per input word
     lut = s.lanes * (adder_luts(dbits, family) + 1)  # subtract, nonzero test
-    lut += mux_luts(dbits, s.lanes, family) + 2 * s.lanes  # pick a lane, priority
+    lut += mux_luts(s.simd * dbits, per, family) + 2 * per  # pick a group, priority
     lut += 2 * f.word_bits + adder_luts(f.index_bits, family) + 20  # word, index, control
-    ff = (s.lanes * (xbits + dbits + 1) + 2 * dbits + f.index_bits * 2 + f.word_bits + 8
+    ff = (s.lanes * (xbits + dbits) + per + 2 * s.simd * dbits + f.index_bits * 2
+          + f.word_bits + 8
           + 2 * max(1, s.sf.bit_length()) + max(1, s.vectors.bit_length()))
     bram = 0
     if s.sf <= REGISTER_WORDS:

@@ -12,18 +12,21 @@ Exact because the sum happens on integers before any rounding, so its outputs ar
 identical to the plain MVAU's. ``reference`` takes the deltas and accumulates them
 (it is tested against ``mvau.reference`` of the same spec).
 
-Hardware: one wire entry (channel ``c``, delta ``d``) at a time updates every output
-accumulator, ``pe`` per cycle: ``acc[g*pe + p] += W[g*pe + p, c] * d`` for the
-``nf = mh / pe`` groups ``g``, weights read from the MVAU's weight memory with
-``simd = 1`` (address ``g * mw + c``). A token's last entry (or its end word) is
-followed by a pass over the groups that sends each group's accumulators through the
-MVAU's output stage (its threshold memory and comparisons). Zero deltas never arrive,
-so they cost no cycle and no multiply. The accumulators live in registers (at most
-``REGISTER_WORDS`` groups) or a memory; a frame's first pass reads them as zero.
+Hardware: one wire entry (input group ``c``: the ``simd`` deltas ``d`` of channels
+``c*simd ...``) at a time updates every output accumulator, ``pe`` per cycle:
+``acc[g*pe + p] += sum_k W[g*pe + p, c*simd + k] * d[k]`` for the ``nf = mh / pe``
+output groups ``g``, weights read from the MVAU's weight memory exactly as its SIMD
+step reads them (address ``g * sf + c``, ``sf = mw / simd``). A token's last entry (or
+its end word) is followed by a pass over the output groups that sends each group's
+accumulators through the MVAU's output stage (its threshold memory and comparisons).
+Input groups whose deltas are all zero never arrive, so they cost no cycle and no
+multiply. The accumulators live in registers (at most ``REGISTER_WORDS`` groups) or a
+memory; a frame's first pass reads them as zero.
 
 Cycles per token: ``nf`` per narrow entry, ``nf + 1`` per wide one (its first word is
 taken alone), and ``nf`` for the output pass; ``cycles()`` is the worst case (every
-delta nonzero and wide), ``cycles_for`` the figure for given deltas.
+group nonzero and wide: the plain MVAU's ``sf * nf`` plus escapes and the output
+pass), ``cycles_for`` the figure for given deltas.
 """
 
 from __future__ import annotations
@@ -36,10 +39,10 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..dtypes import IntType
-from ..estimate import adder_luts, memory, mult_cost
-from ..hw.primitives import REGISTER_WORDS, running_words
+from ..estimate import adder_luts, adder_tree_luts, memory, mult_cost
+from ..hw.primitives import REGISTER_WORDS, adder_tree, running_words
 from . import mvau
-from .base import Cost, check_positive, divisors, lane_layout, lane_shape, lane_stream
+from .base import Cost, check_positive, lane_layout, lane_shape, lane_stream
 from .delta import DeltaFormat, link_stats
 
 KIND = "dmvau"
@@ -59,6 +62,7 @@ class Spec:
     out_base: int = 0
     vectors: int = 1  # input vectors per frame
     pe: int = 1
+    simd: int = 1  # input channels per entry (the delta stream's group)
 
     def __post_init__(self):
         check_positive(self.name, self.narrow_bits, "narrow_bits")
@@ -69,14 +73,15 @@ class Spec:
 
     @property
     def plain(self) -> mvau.Spec:
-        """The MVAU this unit computes exactly (``simd = 1``: one input element per step)."""
+        """The MVAU this unit computes exactly, with the same folding."""
         return mvau.Spec(self.name, self.mw, self.mh, self.weights, self.x_type,
                          self.weight_type, self.out_type, thresholds=self.thresholds,
-                         out_base=self.out_base, vectors=self.vectors, pe=self.pe)
+                         out_base=self.out_base, vectors=self.vectors, pe=self.pe,
+                         simd=self.simd)
 
     @property
     def fmt(self) -> DeltaFormat:
-        return DeltaFormat(self.mw, self.x_type, self.narrow_bits)
+        return DeltaFormat(self.mw, self.x_type, self.narrow_bits, self.simd)
 
     # ---- stream view ---------------------------------------------------------
     @property
@@ -104,14 +109,18 @@ class Spec:
     def nf(self) -> int:
         return self.mh // self.pe
 
+    @property
+    def sf(self) -> int:
+        return self.mw // self.simd
+
     def cycles(self) -> int:
-        """Worst case: every delta nonzero and wide (if any can be), then the outputs."""
-        return self.vectors * (self.mw * (self.nf + self.fmt.escapes) + self.nf)
+        """Worst case: every group nonzero and wide (if any can be), then the outputs."""
+        return self.vectors * (self.sf * (self.nf + self.fmt.escapes) + self.nf)
 
     def cycles_for(self, d: np.ndarray) -> np.ndarray:
         """Cycles per frame for deltas d (frames, vectors * mw)."""
         stats = link_stats(self.fmt, d, self.vectors)
-        return (stats["nnz"] * self.nf + stats["wide_per_token"] + self.nf).sum(axis=1)
+        return (stats["nonzero_groups"] * self.nf + stats["wide_groups"] + self.nf).sum(axis=1)
 
     @property
     def acc_type(self) -> IntType:
@@ -150,25 +159,29 @@ class Component(wiring.Component):
     def elaborate(self, platform):
         s, f = self.spec, self.spec.fmt
         m = Module()
-        nf, pe = s.nf, s.pe
+        nf, pe, simd, sf = s.nf, s.pe, s.simd, s.sf
         acc_shape = lane_shape(s.acc_type)
         acc_layout = data.ArrayLayout(acc_shape, pe)
         d_shape = lane_shape(f.delta_type)
+        d_layout = data.ArrayLayout(d_shape, simd)
 
         adv = Signal()
         m.d.comb += adv.eq(~self.o.valid | self.o.ready)
 
         # ---- decode: the entry being worked on -------------------------------
         word = self.i.payload[0]
-        narrow = Signal(lane_shape(IntType(f.narrow_bits, True)))
-        m.d.comb += narrow.eq(word[:f.narrow_bits])
+        narrow = Signal(data.ArrayLayout(lane_shape(IntType(f.narrow_bits, True)), simd))
+        m.d.comb += narrow.eq(word[:f.value_bits])
+        wide = Signal(d_layout)  # a wide entry's second word
+        m.d.comb += wide.eq(word[:simd * f.delta_type.bits])
         w_index, w_wide, w_last = word[f.index_at:f.wide_at], word[f.wide_at], word[f.last_at]
+        w_nonzero = word[:f.value_bits] != 0
         half, h_index, h_last = Signal(), Signal(f.index_bits), Signal()  # a wide entry's first word
         c_valid, c_entry, c_closes = Signal(), Signal(), Signal()
-        c_index, c_d = Signal(f.index_bits), Signal(d_shape)
+        c_index, c_d = Signal(f.index_bits), Signal(d_layout)
 
         g = Signal(range(max(nf, 2)))
-        g_base = Signal(range(max(nf * s.mw, 2)))  # g * mw
+        g_base = Signal(range(max(nf * sf, 2)))  # g * sf
         ending = Signal()  # the token's output pass follows its last entry
         token = Signal(range(max(s.vectors, 2)))
         fresh = Signal(init=1)  # the frame's first pass: accumulators read as zero
@@ -182,7 +195,7 @@ class Component(wiring.Component):
             self.i.ready.eq(~c_valid | done),
         ]
         with m.If(issue):
-            m.d.sync += [g.eq(Mux(last_g, 0, g + 1)), g_base.eq(Mux(last_g, 0, g_base + s.mw))]
+            m.d.sync += [g.eq(Mux(last_g, 0, g + 1)), g_base.eq(Mux(last_g, 0, g_base + sf))]
             with m.If(last_g):
                 m.d.sync += [ending.eq(~out_pass & c_closes), fresh.eq(0)]
                 with m.If(out_pass):
@@ -192,25 +205,26 @@ class Component(wiring.Component):
         with m.If(self.i.valid & self.i.ready):
             with m.If(half):
                 m.d.sync += [half.eq(0), c_valid.eq(1), c_entry.eq(1), c_closes.eq(h_last),
-                             c_index.eq(h_index), c_d.eq(word[:f.delta_type.bits])]
+                             c_index.eq(h_index), c_d.eq(wide)]
             with m.Elif(w_wide):
                 m.d.sync += [half.eq(1), h_index.eq(w_index), h_last.eq(w_last),
                              c_valid.eq(0)]
             with m.Else():
-                m.d.sync += [c_valid.eq((narrow != 0) | w_last), c_entry.eq(narrow != 0),
-                             c_closes.eq(w_last), c_index.eq(w_index), c_d.eq(narrow)]
+                m.d.sync += [c_valid.eq(w_nonzero | w_last), c_entry.eq(w_nonzero),
+                             c_closes.eq(w_last), c_index.eq(w_index)]
+                m.d.sync += [c_d[k].eq(narrow[k]) for k in range(simd)]
         with m.Elif(done):
             m.d.sync += c_valid.eq(0)
 
-        # ---- reads: weights of column c, accumulators and thresholds of group g
-        w1 = mvau.weight_memory(m, s.weights, s.weight_type, pe, 1, g_base + c_index, adv)
+        # ---- reads: weights of input group c, accumulators and thresholds of group g
+        w1 = mvau.weight_memory(m, s.weights, s.weight_type, pe, simd, g_base + c_index, adv)
         thr_rows = []
         if s.thresholds is not None:
             thr_rows, thr_layout = mvau.threshold_memory(m, s.thresholds, pe, g, adv)
 
         # ---- S1: accumulate (entry) or activate and emit (output pass) -----------
         v1, out1, fresh1 = Signal(), Signal(), Signal()
-        d1 = Signal(d_shape)
+        d1 = Signal(d_layout)
         g1 = Signal.like(g)
         with m.If(adv):
             m.d.sync += [v1.eq(issue), out1.eq(out_pass), fresh1.eq(fresh), d1.eq(c_d),
@@ -220,9 +234,11 @@ class Component(wiring.Component):
         y = Signal(lane_layout(s.out_type, pe))
         for p in range(pe):
             base = Mux(fresh1, 0, running[p])
-            wv = w1[p][0]
-            product = Mux(wv, d1, -d1) if s.weight_type.bipolar else d1 * wv
-            m.d.comb += updated[p].eq(Mux(out1, base, base + product))
+            terms = []
+            for k in range(simd):
+                wv, dv = w1[p][k], d1[k]
+                terms.append(Mux(wv, dv, -dv) if s.weight_type.bipolar else dv * wv)
+            m.d.comb += updated[p].eq(Mux(out1, base, base + adder_tree(terms)))
             if s.thresholds is None:
                 m.d.comb += y[p].eq(updated[p])
             else:
@@ -237,12 +253,14 @@ class Component(wiring.Component):
 
 
 def fold_options(spec: Spec) -> list[dict]:
-    return [{"pe": pe} for pe in divisors(spec.mh)]
+    """The MVAU's; the encoder feeding it takes the same SIMD
+    (``passes/differential.match_groups``)."""
+    return mvau.fold_options(spec.plain)
 
 
 def fill_words(spec: Spec) -> int:
     """A whole token's entries, then the decode, S1 and output registers."""
-    return spec.mw + 3
+    return spec.sf + 3
 
 
 def estimate(spec: Spec, family: str) -> Cost:
@@ -251,12 +269,13 @@ def estimate(spec: Spec, family: str) -> Cost:
     wbits = 1 if s.weight_type.bipolar else s.weight_type.bits
     dbits = f.delta_type.bits
     ml, md = mult_cost(dbits, wbits, family)
-    lut = s.pe * (ml + adder_luts(acc_bits, family) + acc_bits)  # product, add, zero/pass
-    dsp = s.pe * md
+    lut = s.pe * (s.simd * ml + adder_tree_luts(s.simd, acc_bits, family)  # products, sum
+                  + adder_luts(acc_bits, family) + acc_bits)  # accumulate, zero/pass
+    dsp = s.pe * s.simd * md
     # decode and entry registers, S1, output word, counters
-    ff = (f.index_bits * 2 + dbits * 2 + 8 + s.pe * s.out_type.bits
-          + 2 * max(1, (s.nf * s.mw).bit_length()) + max(1, s.vectors.bit_length()))
-    wl, wf, wb = memory(s.pe * wbits, s.nf * s.mw, family, writable=False)
+    ff = (f.index_bits * 2 + s.simd * dbits * 2 + 8 + s.pe * s.out_type.bits
+          + 2 * max(1, (s.nf * s.sf).bit_length()) + max(1, s.vectors.bit_length()))
+    wl, wf, wb = memory(s.pe * s.simd * wbits, s.nf * s.sf, family, writable=False)
     tl, tf, tb = mvau.threshold_cost(s.pe, s.levels, s.nf, acc_bits, family)
     if s.nf <= REGISTER_WORDS:
         al, af, ab = 0, s.nf * s.pe * acc_bits, 0
