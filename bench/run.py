@@ -1,9 +1,9 @@
 """Benchmark: generation time, Verilog size, simulator build time, peak memory, simulation
 speed, and measured against estimated cycles per frame, for BNN-PYNQ MLPs and model files
-(by default the digits CNN example) at several foldings. Prints a markdown table (and
+(by default the digits CNN and ViT examples) at several foldings. Prints a markdown table (and
 writes it with --out).
 
-    python bench/run.py                              # TFC/SFC/LFC-1w1a + digits CNN, 3 foldings
+    python bench/run.py                              # TFC/SFC/LFC-1w1a + digits CNN and ViT, 3 foldings
     python bench/run.py --nets tfc_1w1a --models "" --frames 50  # a quick look
     python bench/run.py --nets "" --models my.onnx   # any QONNX file
     python bench/run.py --nets cnn --foldings fit    # every CNN (digits CNN by default)
@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODELS = (ROOT / "examples" / "digits_cnn" / "digits_cnn.onnx",)
+DEFAULT_MODELS = (ROOT / "examples" / "digits_cnn" / "digits_cnn.onnx",
+                  ROOT / "examples" / "digits_vit" / "digits_vit.onnx")
 
 #: (label, build options). "fit" is the default folding (fastest that fits the board).
 FOLDINGS = (
