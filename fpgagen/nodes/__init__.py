@@ -22,6 +22,8 @@ from . import (
     mvau,
     offset,
     pool,
+    prefix,
+    select,
     softmax,
     swg,
     table,
@@ -32,7 +34,7 @@ from .base import DEFAULT_FILL_WORDS, Port, in_ports, out_ports, port
 
 _MODULES: tuple[ModuleType, ...] = (mvau, thresholding, labelselect, dwc, fifo, swg, pool,
                                     dup, add, table, softmax, layernorm, matmul, vvau,
-                                    delta, dmvau, offset)
+                                    delta, dmvau, offset, prefix, select)
 
 _BY_KIND: dict[str, ModuleType] = {m.KIND: m for m in _MODULES}
 _BY_SPEC: dict[type, ModuleType] = {m.Spec: m for m in _MODULES}
