@@ -137,7 +137,9 @@ def test_estimate_counts_running_words_in_registers_or_memory():
     many = dataclasses.replace(few, channels=512, pe=1)  # 512 words of 5 bits
     assert pool.estimate(few, "xc7").ff >= 2 * 4 * 5
     cost = pool.estimate(many, "xc7")
-    assert cost.ff < 100 and cost.lut >= 5 * 512 // 64  # distributed RAM, not registers
+    # a memory (LUT RAM or block RAM, whichever the estimator's memory placement
+    # finds cheaper), not 2560 registers
+    assert cost.ff < 100 and (cost.bram18 >= 1 or cost.lut >= 5 * 512 // 64)
     big = dataclasses.replace(many, channels=4096, in_type=INT4,
                               out_type=pool.sum_type(INT4, 4))
     assert pool.estimate(big, "xc7").bram18 >= 1
