@@ -119,16 +119,20 @@ def main() -> int:
     for unit, st in zip(delta_stats.units(graph), stats["units"]):
         print(f"[bench] {unit.name} alone in cocotb ...", file=sys.stderr, flush=True)
         measured = measure_alone(graph, unit, x_int, work / f"alone_{unit.name}")
-        d = reference.run_hw(graph, x_int[:MEASURE_FRAMES], keep=True)[unit.inputs[0]]
         encoder = delta_stats.encoder_of(graph, unit).spec
+        d = delta.dense(encoder.fmt, reference.run_hw(graph, x_int[:MEASURE_FRAMES],
+                                                      keep=True)[unit.inputs[0]])
         model = np.maximum(unit.spec.cycles_for(d), encoder.cycles_for(d))[1:].mean()
         unit_rows.append([
             unit.name, f"{unit.spec.vectors}x{unit.spec.mw}->{unit.spec.mh}",
             unit.spec.narrow_bits, pct(st["zero_fraction"]), pct(st["narrow_fraction"]),
-            pct(st["wide_fraction"]), f"{st['macs_per_frame']:g} / {st['macs_plain_per_frame']}",
+            pct(st["wide_fraction"]), pct(st["group_zero_fraction"]),
+            pct(st["group_wide_fraction"]),
+            f"{st['macs_per_frame']:g} / {st['macs_plain_per_frame']}",
             pct(st["macs_skipped_fraction"]),
             f"{st['link_bits_per_frame']:g} / {st['link_bits_plain_per_frame']}",
-            unit.spec.pe, st["cycles_worst"], f"{st['cycles_data_mean']:g}",
+            f"{unit.spec.pe} x {unit.spec.simd}", st["cycles_worst"],
+            f"{st['cycles_data_mean']:g}",
             f"{measured:g} ({model:g})", st["cycles_plain_same_pe"],
             plain_cycles.get(unit.name, "-")])
     # what each unit's wire format would move with other narrow widths
@@ -136,10 +140,12 @@ def main() -> int:
     values = reference.run_hw(graph, x_int, keep=True)
     for unit in delta_stats.units(graph):
         s = unit.spec
-        d = values[unit.inputs[0]]
+        d = delta.dense(s.fmt, values[unit.inputs[0]])
         cells = []
         for bits in range(2, s.fmt.delta_type.bits + 1):
-            fmt = delta.DeltaFormat(s.mw, s.x_type, bits)
+            fmt = delta.DeltaFormat(s.mw, s.x_type, bits, s.simd)
+            if fmt.word_bits > delta.MAX_WORD_BITS:
+                continue
             cells.append(f"{bits}: {delta.link_stats(fmt, d, s.vectors)['bits'].mean():.0f}")
         width_rows.append([unit.name, s.vectors * s.mw * s.x_type.bits, ", ".join(cells)])
 
@@ -151,9 +157,10 @@ def main() -> int:
                   "BRAM18 est", "DSP est", "cycles/frame est", "cycles/frame sim",
                   "frames/s @ clock (sim)", "frames / mismatches"), net_rows),
         md_table(("unit", "vectors x in -> out", "narrow bits", "zero", "narrow", "wide",
+                  "zero groups", "wide groups",
                   "MACs/frame (diff / plain)", "MACs skipped", "link bits/frame (diff / plain)",
-                  "PE", "cycles worst", "cycles data", "cycles alone in cocotb (model), "
-                  "frames 1-3", "plain, same PE", "plain build"), unit_rows),
+                  "PE x SIMD", "cycles worst", "cycles data", "cycles alone in cocotb (model), "
+                  "frames 1-3", "plain, same folding", "plain build"), unit_rows),
         f"Network cycles/frame from the data (slowest node per frame): "
         f"{net['cycles_data_mean']:g} mean, {net['cycles_data_max']} max; worst case "
         f"{net['cycles_worst']}.",

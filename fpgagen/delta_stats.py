@@ -2,13 +2,15 @@
 
 ``design(graph)`` is the static part (at build time, ``report.json["differential"]``);
 ``statistics(graph, x_int)`` runs the golden model on integer input frames and, per
-differential MVAU, counts the deltas that reached it (zero ones are never sent, narrow
-ones take one word, wide ones two), the multiply-accumulates it skips against the
-plain MVAU (which multiplies every element), the bits on its input link (wire words
-against the plain stream of input elements), and its cycles per frame: the worst case
-that folding and FIFO sizing use, and the figure for these frames (exact for the
-hardware when nothing stalls it; tests/test_nodes_dmvau.py measures it). The whole
-network's figure for these frames is the slowest node's, frame by frame.
+differential MVAU, counts the deltas that reached it, per delta (zero, narrow: fits
+``narrow_bits``, wide) and per group of ``simd`` channels as they travel (all-zero
+groups are never sent, narrow ones take one word, wide ones two), the
+multiply-accumulates it skips against the plain MVAU (which multiplies every element;
+the unit multiplies every element of a group it receives), the bits on its input link
+(wire words against the plain stream of input elements), and its cycles per frame: the
+worst case that folding and FIFO sizing use, and the figure for these frames (exact
+for the hardware when nothing stalls it; tests/test_nodes_dmvau.py measures it). The
+whole network's figure for these frames is the slowest node's, frame by frame.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ def encoder_of(graph: Graph, node: Node) -> Node:
 
 
 def _plain_cycles(spec: dmvau.Spec) -> int:
-    """The plain MVAU's cycles with the same multipliers (PE, one input per cycle)."""
-    return spec.vectors * spec.nf * spec.mw
+    """The plain MVAU's cycles with the same folding (PE and SIMD)."""
+    return spec.plain.cycles()
 
 
 def design(graph: Graph) -> dict:
@@ -46,6 +48,7 @@ def design(graph: Graph) -> dict:
         s = node.spec
         rows.append({"node": node.name, "encoder": encoder_of(graph, node).name,
                      "mw": s.mw, "mh": s.mh, "vectors": s.vectors, "pe": s.pe,
+                     "simd": s.simd,
                      "narrow_bits": s.narrow_bits, "word_bits": s.fmt.word_bits,
                      "x_type": s.x_type.name, "cycles_worst": s.cycles(),
                      "cycles_plain_same_pe": _plain_cycles(s)})
@@ -60,7 +63,7 @@ def statistics(graph: Graph, x_int: np.ndarray, family: str = "xc7") -> dict:
     rows = []
     for node in units(graph):
         s = node.spec
-        d = values[node.inputs[0]]
+        d = delta.dense(s.fmt, values[node.inputs[0]])
         st = delta.link_stats(s.fmt, d, s.vectors)
         cycles = s.cycles_for(d)
         encoder = encoder_of(graph, node)
@@ -68,16 +71,21 @@ def statistics(graph: Graph, x_int: np.ndarray, family: str = "xc7") -> dict:
         per_frame[encoder.name] = encoder.spec.cycles_for(d)
         plain_bits = s.vectors * s.mw * s.x_type.bits
         macs_plain = s.vectors * s.mw * s.mh
-        nnz = int(st["nnz"].sum())
+        macs = int(st["nonzero_groups"].sum()) * s.simd * s.mh
         rows.append({
             "node": node.name,
+            "simd": s.simd,
             "deltas": st["deltas"],
             "zero_fraction": round(st["zero"] / st["deltas"], 4),
             "narrow_fraction": round(st["narrow"] / st["deltas"], 4),
             "wide_fraction": round(st["wide"] / st["deltas"], 4),
-            "macs_per_frame": round(nnz * s.mh / frames, 1),
+            "groups": st["groups"],
+            "group_zero_fraction": round(st["group_zero"] / st["groups"], 4),
+            "group_narrow_fraction": round(st["group_narrow"] / st["groups"], 4),
+            "group_wide_fraction": round(st["group_wide"] / st["groups"], 4),
+            "macs_per_frame": round(macs / frames, 1),
             "macs_plain_per_frame": macs_plain,
-            "macs_skipped_fraction": round(1 - nnz * s.mh / (frames * macs_plain), 4),
+            "macs_skipped_fraction": round(1 - macs / (frames * macs_plain), 4),
             "link_bits_per_frame": round(float(st["bits"].mean()), 1),
             "link_bits_plain_per_frame": plain_bits,
             "link_words_per_frame": round(float(st["words"].mean()), 1),
@@ -91,8 +99,9 @@ def statistics(graph: Graph, x_int: np.ndarray, family: str = "xc7") -> dict:
     words_of = {}
     for node in graph.topo():
         if isinstance(node.spec, delta.Spec):
+            fmt = node.spec.fmt
             words_of[node.outputs[0]] = delta.link_stats(
-                node.spec.fmt, values[node.outputs[0]], node.spec.vectors)["words"]
+                fmt, delta.dense(fmt, values[node.outputs[0]]), node.spec.vectors)["words"]
         elif isinstance(node.spec, (fifo.Spec, dup.Spec)) and node.inputs[0] in words_of:
             per_frame[node.name] = words_of[node.inputs[0]]
             words_of.update(dict.fromkeys(node.outputs, words_of[node.inputs[0]]))
@@ -114,14 +123,16 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-TABLE_COLUMNS = ("node", "zero", "narrow", "wide", "MACs skipped", "link bits/frame",
-                 "plain bits/frame", "cycles/frame (data)", "worst case", "plain, same PE")
+TABLE_COLUMNS = ("node", "SIMD", "zero", "narrow", "wide", "zero groups", "wide groups",
+                 "MACs skipped", "link bits/frame", "plain bits/frame", "cycles/frame (data)",
+                 "worst case", "plain, same folding")
 
 
 def table_rows(stats: dict) -> list[list[str]]:
     """One row of text cells per differential MVAU (``TABLE_COLUMNS``)."""
-    return [[u["node"], _pct(u["zero_fraction"]), _pct(u["narrow_fraction"]),
-             _pct(u["wide_fraction"]), _pct(u["macs_skipped_fraction"]),
+    return [[u["node"], str(u["simd"]), _pct(u["zero_fraction"]), _pct(u["narrow_fraction"]),
+             _pct(u["wide_fraction"]), _pct(u["group_zero_fraction"]),
+             _pct(u["group_wide_fraction"]), _pct(u["macs_skipped_fraction"]),
              f"{u['link_bits_per_frame']:g}", str(u["link_bits_plain_per_frame"]),
              f"{u['cycles_data_mean']:g}", str(u["cycles_worst"]), str(u["cycles_plain_same_pe"])]
             for u in stats["units"]]
@@ -149,9 +160,10 @@ def markdown_lines(info: dict) -> list[str]:
     lines = ["", "## Differential units", ""]
     stats = info.get("data")
     if not stats:
-        lines += ["| node | encoder | PE | narrow bits | word bits | worst cycles | "
-                  "plain, same PE |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {u['node']} | {u['encoder']} | {u['pe']} | {u['narrow_bits']} | "
+        lines += ["| node | encoder | PE | SIMD | narrow bits | word bits | worst cycles | "
+                  "plain, same folding |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {u['node']} | {u['encoder']} | {u['pe']} | {u['simd']} | "
+                  f"{u['narrow_bits']} | "
                   f"{u['word_bits']} | {u['cycles_worst']} | {u['cycles_plain_same_pe']} |"
                   for u in info.get("units", [])]
         return lines + ["", "Run `fpgagen sim OUT --inputs X.npy` for the statistics on data."]

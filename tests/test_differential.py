@@ -6,6 +6,7 @@ statistics in ``fpgagen sim`` and ``fpgagen report``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -15,12 +16,12 @@ from dag_graphs import attention, prepared, residual_block, values
 from streamsim import run_top
 
 import fpgagen
-from fpgagen import delta_stats, host, reference, zoo
+from fpgagen import delta_stats, host, nodes, reference, zoo
 from fpgagen.dtypes import IntType
 from fpgagen.errors import FpgagenError
 from fpgagen.ir import Graph, Node, Tensor
 from fpgagen.nodes import delta, dmvau, dup, mvau
-from fpgagen.passes import differential
+from fpgagen.passes import differential, fold
 
 CNN_MODEL = ROOT / "examples" / "digits_cnn" / "digits_cnn.onnx"
 
@@ -134,7 +135,10 @@ def test_digits_cnn_differential_in_cocotb(tmp_path, digits):
     for u in stats["units"]:
         assert u["zero_fraction"] + u["narrow_fraction"] + u["wide_fraction"] == \
             pytest.approx(1, abs=1e-3)
-        assert u["macs_skipped_fraction"] == pytest.approx(u["zero_fraction"], abs=1e-3)
+        assert u["group_zero_fraction"] + u["group_narrow_fraction"] + \
+            u["group_wide_fraction"] == pytest.approx(1, abs=1e-3)
+        assert u["group_zero_fraction"] <= u["zero_fraction"]  # a group skips if all do
+        assert u["macs_skipped_fraction"] == pytest.approx(u["group_zero_fraction"], abs=1e-3)
         assert u["cycles_data_max"] <= u["cycles_worst"]
     measured, worst = res["cycles_per_frame"], res["estimated_cycles_per_frame"]
     assert measured <= worst  # the worst case bounds what the data takes
@@ -158,3 +162,49 @@ def test_digits_cnn_plain_and_differential_identical_in_cocotb(tmp_path, digits)
     assert "differential" not in plain and "differential" in diff
     assert np.array_equal(np.load(tmp_path / "plain" / "sim" / "outputs.npy"),
                           np.load(tmp_path / "differential" / "sim" / "outputs.npy"))
+
+
+def _groups(graph: Graph) -> dict[str, set[int]]:
+    """Per encoder: its group size and its readers' SIMDs (one value when they agree)."""
+    out = {}
+    for node in graph.nodes:
+        if isinstance(node.spec, delta.Spec):
+            readers = graph.consumers(node.outputs[0])
+            assert all(isinstance(r.spec, dmvau.Spec) for r in readers)
+            out[node.name] = {node.spec.simd} | {r.spec.simd for r in readers}
+            assert graph.tensors[node.outputs[0]].dtype == node.spec.out_type
+            assert node.spec.lanes % node.spec.simd == 0
+    return out
+
+
+def test_folding_gives_an_encoder_and_its_readers_one_group():
+    """A budget only SIMD groups meet: Q, K and V and their shared encoder take one
+    group size, the delta tensor the wire word of that group; bit-exact under stalls."""
+    plain = attention(seed=3, tokens=6, dim=8)
+    graph, _ = differential.apply(plain, ["q", "k", "v"])
+    one = next(n.spec for n in graph.nodes if isinstance(n.spec, dmvau.Spec))
+    budget = dataclasses.replace(one, pe=one.mh, simd=2).cycles()
+    assert budget < dataclasses.replace(one, pe=one.mh, simd=1).cycles()  # not at SIMD 1
+    folded = fold.fold_for_cycles(graph, budget, "xc7")
+    (group,) = _groups(folded).values()
+    assert len(group) == 1 and group.pop() > 1
+    assert max(nodes.estimate(n.spec, "xc7").cycles for n in folded.nodes) <= budget
+    x = repeating(np.random.default_rng(5), IntType(2, False), 3, 6, 8)
+    got, _ = run_top(prepared(folded), x, stall_in=0.5, stall_out=0.5, seed=6)
+    assert np.array_equal(got, reference.run_hw(plain, x))
+
+
+def test_a_plain_folding_applies_to_the_differential_build():
+    plain = attention(seed=3, tokens=6, dim=8)
+    graph, _ = differential.apply(plain, ["q", "k", "v"])
+    chosen = fold.folding_of(fold.fold_for_cycles(plain, 24, "xc7"))
+    diff = fold.apply_overrides(graph, chosen)
+    for name in ("q", "k", "v"):
+        assert fold.folding_of(diff)[name] == chosen[name]
+    # readers that disagree: the largest group the file names wins for all of them
+    mixed = fold.apply_overrides(graph, {"q": {"simd": 2}, "k": {"pe": 2, "simd": 4}})
+    assert list(_groups(mixed).values()) == [{4}]
+    assert mixed.node("k").spec.pe == 2 and mixed.node("v").spec.simd == 4
+    x = repeating(np.random.default_rng(7), IntType(2, False), 2, 6, 8)
+    got, _ = run_top(prepared(mixed), x, stall_in=0.3, stall_out=0.3, seed=8)
+    assert np.array_equal(got, reference.run_hw(plain, x))

@@ -104,14 +104,15 @@ def _vvau(rng, channels, positions, it, wt, pe, out, vectors=3):
                      out_base=0 if out.bipolar else out.min, vectors=vectors, pe=pe)
 
 
-def _differential(rng, mw, mh, it, wt, out, *, vectors, pe, lanes, narrow_bits) -> Graph:
+def _differential(rng, mw, mh, it, wt, out, *, vectors, pe, lanes, narrow_bits, simd=1
+                  ) -> Graph:
     """x -> delta encoder -> differential MVAU (the delta stream's words depend on the
     data, so the encoder is tested through its reader)."""
     plain = _mvau(rng, mw, mh, it, wt, 1, 1, out)
     spec = dmvau.Spec("dmvau", mw, mh, plain.weights, it, wt, plain.out_type, narrow_bits,
                       thresholds=plain.thresholds, out_base=plain.out_base, vectors=vectors,
-                      pe=pe)
-    enc = delta.Spec("delta", mw, it, narrow_bits, vectors=vectors, lanes=lanes)
+                      pe=pe, simd=simd)
+    enc = delta.Spec("delta", mw, it, narrow_bits, vectors=vectors, lanes=lanes, simd=simd)
     return Graph((Node("delta", enc, ("x",), ("d",)), Node("dmvau", spec, ("d",), ("y",))),
                  {"x": Tensor("x", (enc.in_elems,), it),
                   "d": Tensor("d", (enc.out_elems,), enc.out_type),
@@ -169,6 +170,10 @@ NODE_CASES = {
     "differential_mac_thresholds": lambda r: _differential(
         r, 8, 6, IntType(3, False), IntType(2, True), IntType(2, False), vectors=4, pe=2,
         lanes=2, narrow_bits=2),
+    # groups of three channels (a wide group escapes), bipolar weights, raw outputs
+    "differential_simd_groups": lambda r: _differential(
+        r, 12, 4, IntType(3, True), BIPOLAR, None, vectors=5, pe=2, lanes=6, narrow_bits=2,
+        simd=3),
 }
 
 

@@ -78,6 +78,25 @@ def test_reference_is_the_difference_to_the_previous_vector():
     # running sums give the vectors back, frame by frame
     d = delta.reference(spec, x).reshape(2, 3, 2)
     assert np.array_equal(np.cumsum(d, axis=1).reshape(2, -1), x)
+    # groups of two: each group's deltas as signed digits of their 3 bits
+    grouped = delta.Spec("enc", 2, IntType(2, False), 3, vectors=3, lanes=2, simd=2)
+    assert np.array_equal(delta.reference(grouped, x), want[:, ::2] + want[:, 1::2] * 8)
+
+
+@settings(max_examples=40, deadline=None)
+@given(dtype=st.sampled_from(TYPES + [IntType(8, True), IntType(7, False)]),
+       simd=st.integers(1, 8), seed=st.integers(0, 1000))
+def test_group_values_hold_every_delta(dtype, simd, seed):
+    """One integer per group, and back: exact for the extreme deltas too."""
+    fmt = delta.DeltaFormat(simd * 3, dtype, 1, simd)
+    if fmt.simd * fmt.delta_type.bits > 64:
+        return
+    rng = np.random.default_rng(seed)
+    span = dtype.max - dtype.min
+    d = rng.integers(-span, span + 1, size=(4, 6 * simd))
+    d[0, :simd], d[1, :simd] = -span, span
+    v = delta.group_values(fmt, d)
+    assert v.shape == (4, 6) and np.array_equal(delta.dense(fmt, v), d)
 
 
 @pytest.mark.parametrize("dtype", TYPES)
@@ -146,7 +165,7 @@ def test_hardware_sends_the_reference_words_under_stalls(dtype, channels, vector
     spec = delta.Spec("enc", channels, dtype, min(narrow, top), vectors=vectors, **fold)
     lanes = spec.lanes
     x = sparse_frames(rng, dtype, 3, vectors, channels)
-    want = [w for f in delta.encode_frames(spec.fmt, delta.reference(spec, x), vectors)
+    want = [w for f in delta.encode_frames(spec.fmt, delta.deltas(x, vectors, channels), vectors)
             for w in f]
     words_in = pack_lanes(dtype.encode(x).reshape(-1, lanes), dtype.bits)
     got, _ = run_words(spec, words_in, len(want), stall_in=0.4, stall_out=0.4, seed=seed)
@@ -162,12 +181,12 @@ def test_cycles_for_the_data_and_in_the_worst_case(lanes, simd):
     x = sparse_frames(rng, spec.x_type, 4, 6, 12, keep=0.5)
     worst = np.tile(np.array([7, 0] * 3).repeat(12), (4, 1))  # every |d| = 7: wide
     for frames in (x, worst):
-        d = delta.reference(spec, frames)
+        d = delta.deltas(frames, 6, 12)
         n_out = sum(map(len, delta.encode_frames(spec.fmt, d, 6)))
         words_in = pack_lanes(spec.x_type.encode(frames).reshape(-1, lanes), 3)
         _, cycles = run_words(spec, words_in, n_out, stall_in=0, stall_out=0)
         assert 0 <= cycles - spec.cycles_for(d).sum() <= 3
-    assert spec.cycles_for(delta.reference(spec, worst)).tolist() == [spec.cycles()] * 4
+    assert spec.cycles_for(delta.deltas(worst, 6, 12)).tolist() == [spec.cycles()] * 4
 
 
 def test_estimate():

@@ -6,14 +6,17 @@ order::
 
     d[t] = x[t] - x[t-1]        (x[-1] = 0 at the start of every frame)
 
-That is the node's golden model (``reference``): the dense deltas, shape
-(frames, vectors * channels). On the wire they travel sparse, in groups of ``simd``
+The node's golden model (``reference``) gives them per group of ``simd`` consecutive
+channels as one integer, ``sum_k d[c*simd + k] * 2**(k * delta_type.bits)`` (signed
+digits: ``group_values``, ``dense`` back), shape (frames, vectors * channels / simd);
+with ``simd = 1`` that is the deltas themselves. On the wire they travel sparse, in groups of ``simd``
 consecutive channels (the differential MVAU's SIMD step; ``DeltaFormat``): one word per
 group with a nonzero delta when all its deltas fit ``narrow_bits`` signed bits, two
 words when one is wider, all-zero groups not at all, and a word even for a token
-whose deltas are all zero, so that the reader sees every token end. The IR tensor between encoder and MVAU has the
-wire word as its type and ``vectors * channels`` (the deltas it stands for) as its
-element count; the count of words actually sent depends on the data
+whose deltas are all zero, so that the reader sees every token end. The IR tensor
+between encoder and MVAU has the wire word as its type and ``vectors * channels /
+simd`` (the groups it stands for, a word each when none is wide) as its element count;
+the count of words actually sent depends on the data
 (``encode_frames`` gives them; ``link_stats`` counts them).
 
 Wire words (``DeltaFormat.word_bits`` bits, low to high):
@@ -66,6 +69,7 @@ from .base import (
 
 KIND = "delta"
 ADAPTS_LANES = True  # takes its producer's word width (passes/fold.py)
+MAX_WORD_BITS = 64  # a wire word is one IR element (dtypes.IntType)
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,11 @@ class DeltaFormat:
             raise SpecError(f"narrow_bits must be an integer in [1, {top}] (the deltas of "
                             f"{self.x_type} are {self.delta_type}), not {nb!r}", where=where,
                             hint=f"{top} sends every delta in one word")
+        if self.word_bits > MAX_WORD_BITS:
+            raise SpecError(f"groups of simd={self.simd} need {self.word_bits}-bit wire words, "
+                            f"more than {MAX_WORD_BITS}", where=where,
+                            hint="largest group that fits: "
+                                 f"{max(fitting_groups(self.channels, self.x_type, nb))}")
 
     def word(self, index: int, values, wide: bool, last: bool) -> int:
         """An entry's (first) word; ``values``: the group's deltas (ignored if wide)."""
@@ -142,6 +151,17 @@ class DeltaFormat:
     def wide_word(self, values) -> int:
         """A wide entry's second word: the group's deltas at full width."""
         return pack_fields(values, self.delta_type.bits)
+
+
+def fitting_groups(channels: int, x_type: IntType, narrow_bits: int) -> list[int]:
+    """The group sizes (divisors of ``channels``) whose wire words fit ``MAX_WORD_BITS``."""
+    return [g for g in divisors(channels)
+            if DeltaFormat(channels, x_type, narrow_bits, g).word_bits <= MAX_WORD_BITS]
+
+
+def largest_group(channels: int, x_type: IntType, narrow_bits: int, simd: int) -> int:
+    """The largest fitting group size up to ``simd``."""
+    return max(g for g in fitting_groups(channels, x_type, narrow_bits) if g <= simd)
 
 
 def pack_fields(values, bits: int) -> int:
@@ -167,6 +187,27 @@ def deltas(x: np.ndarray, vectors: int, channels: int) -> np.ndarray:
     v = np.asarray(x, dtype=np.int64).reshape(x.shape[0], vectors, channels)
     prev = np.concatenate([np.zeros_like(v[:, :1]), v[:, :-1]], axis=1)
     return (v - prev).reshape(x.shape[0], -1)
+
+
+def group_values(fmt: DeltaFormat, d: np.ndarray) -> np.ndarray:
+    """Dense deltas (frames, n * channels) -> one integer per group (frames, n * groups):
+    the group's deltas as signed digits of ``delta_type.bits`` bits, the first lowest."""
+    d = np.asarray(d, dtype=np.int64)
+    g = d.reshape(d.shape[0], -1, fmt.simd)
+    scale = np.int64(1) << (np.arange(fmt.simd, dtype=np.int64) * fmt.delta_type.bits)
+    return (g * scale).sum(axis=2)
+
+
+def dense(fmt: DeltaFormat, values: np.ndarray) -> np.ndarray:
+    """``group_values`` back: one integer per group -> the dense deltas."""
+    bits = fmt.delta_type.bits
+    rest = np.asarray(values, dtype=np.int64)
+    half, digits = np.int64(1) << (bits - 1), []
+    for _ in range(fmt.simd):
+        digit = ((rest + half) & ((half << 1) - 1)) - half  # the low signed digit
+        digits.append(digit)
+        rest = (rest - digit) >> bits
+    return np.stack(digits, axis=-1).reshape(rest.shape[0], -1)
 
 
 def encode_token(fmt: DeltaFormat, d: np.ndarray) -> list[int]:
@@ -250,8 +291,8 @@ class Spec:
 
     @property
     def out_elems(self) -> int:
-        """The deltas the stream stands for (its words depend on the data)."""
-        return self.vectors * self.channels
+        """The groups the stream stands for (its words depend on the data)."""
+        return self.vectors * self.fmt.groups
 
     @property
     def in_lanes(self) -> int:
@@ -281,7 +322,7 @@ class Spec:
 
 
 def reference(spec: Spec, x: np.ndarray) -> np.ndarray:
-    return deltas(x, spec.vectors, spec.channels)
+    return group_values(spec.fmt, deltas(x, spec.vectors, spec.channels))
 
 
 # ---- hardware ---------------------------------------------------------------------
@@ -418,7 +459,8 @@ class Component(wiring.Component):
 def fold_options(spec: Spec) -> list[dict]:
     """Groups of any size; input words of whole groups. The group size must be its
     readers' SIMD (``passes/differential.match_groups``)."""
-    return [{"simd": simd, "lanes": lanes} for simd in divisors(spec.channels)
+    return [{"simd": simd, "lanes": lanes}
+            for simd in fitting_groups(spec.channels, spec.x_type, spec.narrow_bits)
             for lanes in divisors(spec.channels) if lanes % simd == 0]
 
 

@@ -9,8 +9,9 @@ sends (``x[-1] = 0``)::
     out[t] = the MVAU's output stage of acc[t]   (raw accumulator, or threshold count)
 
 Exact because the sum happens on integers before any rounding, so its outputs are
-identical to the plain MVAU's. ``reference`` takes the deltas and accumulates them
-(it is tested against ``mvau.reference`` of the same spec).
+identical to the plain MVAU's. ``reference`` takes the deltas (the encoder's golden
+groups, ``delta.group_values``) and accumulates them (it is tested against
+``mvau.reference`` of the same spec).
 
 Hardware: one wire entry (input group ``c``: the ``simd`` deltas ``d`` of channels
 ``c*simd ...``) at a time updates every output accumulator, ``pe`` per cycle:
@@ -43,7 +44,7 @@ from ..estimate import adder_luts, adder_tree_luts, memory, mult_cost
 from ..hw.primitives import REGISTER_WORDS, adder_tree, running_words
 from . import mvau
 from .base import Cost, check_positive, lane_layout, lane_shape, lane_stream
-from .delta import DeltaFormat, link_stats
+from .delta import DeltaFormat, dense, fitting_groups, link_stats
 
 KIND = "dmvau"
 
@@ -90,8 +91,8 @@ class Spec:
 
     @property
     def in_elems(self) -> int:
-        """The deltas the input stream stands for (its words depend on the data)."""
-        return self.vectors * self.mw
+        """The groups the input stream stands for (its words depend on the data)."""
+        return self.vectors * self.sf
 
     @property
     def out_elems(self) -> int:
@@ -131,9 +132,10 @@ class Spec:
         return 0 if self.thresholds is None else int(self.thresholds.shape[1])
 
 
-def reference(spec: Spec, d: np.ndarray) -> np.ndarray:
-    frames = d.shape[0]
-    steps = np.asarray(d, dtype=np.int64).reshape(frames, spec.vectors, spec.mw)
+def reference(spec: Spec, groups: np.ndarray) -> np.ndarray:
+    """From the encoder's golden groups (``delta.group_values``)."""
+    frames = groups.shape[0]
+    steps = dense(spec.fmt, groups).reshape(frames, spec.vectors, spec.mw)
     acc = np.cumsum(steps @ spec.weights.T, axis=1)  # acc[t] = acc[t-1] + W d[t]
     return mvau.output_stage(spec.plain, acc).reshape(frames, spec.out_elems)
 
@@ -253,9 +255,10 @@ class Component(wiring.Component):
 
 
 def fold_options(spec: Spec) -> list[dict]:
-    """The MVAU's; the encoder feeding it takes the same SIMD
-    (``passes/differential.match_groups``)."""
-    return mvau.fold_options(spec.plain)
+    """The MVAU's, with the groups whose wire words fit; the encoder feeding it takes
+    the same SIMD (``passes/differential.match_groups``)."""
+    groups = set(fitting_groups(spec.mw, spec.x_type, spec.narrow_bits))
+    return [o for o in mvau.fold_options(spec.plain) if o["simd"] in groups]
 
 
 def fill_words(spec: Spec) -> int:

@@ -73,6 +73,11 @@ def apply(graph: Graph, names: list[str] | None = None, narrow_bits: int | None 
     tensors = dict(graph.tensors)
     taken = {n.name for n in graph.nodes} | set(tensors)
     encoders: dict[tuple, Node] = {}  # (input tensor, shape of the vectors) -> encoder
+    groups: dict[tuple, int] = {}  # the same key -> the readers' largest SIMD
+    for node in graph.nodes:
+        if node.name in chosen:
+            key = (node.inputs[0], node.spec.mw, node.spec.vectors)
+            groups[key] = max(groups.get(key, 1), node.spec.simd)
     placed: set[str] = set()
     new_nodes = []
     for node in graph.nodes:
@@ -84,8 +89,9 @@ def apply(graph: Graph, names: list[str] | None = None, narrow_bits: int | None 
         bits = delta.default_narrow_bits(s.in_type) if narrow_bits is None else narrow_bits
         if key not in encoders:
             enc_name = _unique(f"delta_{node.inputs[0]}", taken)
-            spec = delta.Spec(enc_name, s.mw, s.in_type, bits, vectors=s.vectors)
-            out = Tensor(_unique(f"{enc_name}_out", taken), (s.vectors * s.mw,), spec.out_type)
+            spec = delta.Spec(enc_name, s.mw, s.in_type, bits, vectors=s.vectors,
+                              lanes=groups[key], simd=groups[key])
+            out = Tensor(_unique(f"{enc_name}_out", taken), (spec.out_elems,), spec.out_type)
             tensors[out.name] = out
             encoders[key] = Node(enc_name, spec, (node.inputs[0],), (out.name,))
         encoder = encoders[key]
@@ -94,8 +100,54 @@ def apply(graph: Graph, names: list[str] | None = None, narrow_bits: int | None 
             placed.add(encoder.name)
         spec = dmvau.Spec(s.name, s.mw, s.mh, s.weights, s.in_type, s.weight_type, s.out_type,
                           encoder.spec.narrow_bits, thresholds=s.thresholds,
-                          out_base=s.out_base, vectors=s.vectors, pe=s.pe)
+                          out_base=s.out_base, vectors=s.vectors, pe=s.pe,
+                          simd=groups[key])
         new_nodes.append(dataclasses.replace(node, spec=spec,
                                              inputs=(encoder.outputs[0],) + node.inputs[1:]))
     meta = dict(graph.meta, attention="differential", differential=names)
     return graph.replace(nodes=tuple(new_nodes), tensors=tensors, meta=meta), True
+
+
+def match_groups(graph: Graph, specs: dict, fit=None, named: set[str] = frozenset()) -> dict:
+    """Give each delta encoder and the differential MVAUs reading it one group size.
+
+    The wire format depends on the group (``delta.DeltaFormat.simd``), so an encoder
+    and all its readers (Q, K and V share one) must agree. They take the largest SIMD
+    among them (among those in ``named``, the user's folding file, if any is), at most
+    the largest whose wire words fit (``delta.largest_group``): a wider group never
+    makes a unit slower. ``specs`` are by node name; ``fit(spec, simd)``
+    gives a node's cheapest folding with that SIMD (fold's, within its budget); without
+    it the other fields stay, the encoder's input word rounded up to whole groups.
+    """
+    specs = dict(specs)
+    for node in graph.nodes:
+        if not isinstance(specs[node.name], delta.Spec):
+            continue
+        members = [node.name] + [r.name for r in graph.consumers(node.outputs[0])
+                                 if isinstance(specs[r.name], dmvau.Spec)]
+        chosen = [m for m in members if m in named] or members
+        enc = specs[node.name]
+        group = delta.largest_group(enc.channels, enc.x_type, enc.narrow_bits,
+                                    max(specs[m].simd for m in chosen))
+        for m in members:
+            if specs[m].simd != group:
+                specs[m] = (fit and fit(specs[m], group)) or _with_group(specs[m], group)
+    return specs
+
+
+def fitted_fields(spec, fields: dict) -> dict:
+    """A folding file's fields for ``spec``, a differential unit's SIMD lowered to the
+    largest group whose wire words fit (a plain build's folding applies as it can)."""
+    if isinstance(spec, (delta.Spec, dmvau.Spec)) and "simd" in fields:
+        fmt = spec.fmt
+        simd = delta.largest_group(fmt.channels, fmt.x_type, fmt.narrow_bits, fields["simd"])
+        return dict(fields, simd=simd)
+    return fields
+
+
+def _with_group(spec, group: int):
+    if isinstance(spec, dmvau.Spec):
+        return dataclasses.replace(spec, simd=group)
+    lanes = min(k for k in range(spec.lanes, spec.channels + 1)
+                if spec.channels % k == 0 and k % group == 0)
+    return dataclasses.replace(spec, simd=group, lanes=lanes)

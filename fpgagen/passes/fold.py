@@ -14,6 +14,7 @@ import math
 from .. import nodes
 from ..errors import FoldingError
 from ..ir import Graph
+from . import differential
 
 BOARD_SHARE_LUT = 0.5  # default folding uses at most this share of the board's LUTs
 BOARD_SHARE_BRAM = 0.8
@@ -27,9 +28,12 @@ def _options(spec):
     return [dataclasses.replace(spec, **opt) for opt in module.fold_options(spec)]
 
 
-def _best(spec, budget: int, family: str):
+def _best(spec, budget: int, family: str, **fixed):
+    """The cheapest folding within ``budget`` (among those with the ``fixed`` fields)."""
     best, best_key = None, None
     for cand in _options(spec):
+        if any(getattr(cand, k) != v for k, v in fixed.items()):
+            continue
         cost = nodes.estimate(cand, family)
         if cost.cycles > budget:
             continue
@@ -56,9 +60,34 @@ def fold_for_cycles(graph: Graph, budget: int, family: str) -> Graph:
                                where=f"node '{node.name}'",
                                hint="lower --target-fps or raise --clock-mhz")
         specs[node.name] = spec
+    specs = differential.match_groups(
+        graph, specs, fit=lambda spec, simd: _best(spec, budget, family, simd=simd))
     specs = _match_lanes(graph, specs, budget, family)
+    return _with_specs(graph, specs)
+
+
+def _port_types(spec) -> list:
+    return [nodes.port(spec, p).dtype for p in nodes.out_ports(spec)]
+
+
+def _out_streams(spec) -> list[tuple]:
+    return [(nodes.port(spec, p).dtype, nodes.port(spec, p).elems)
+            for p in nodes.out_ports(spec)]
+
+
+def _with_specs(graph: Graph, specs: dict) -> Graph:
+    """The graph with new specs by node name; an output tensor whose type or length the
+    folding changed (a delta stream's wire word and entries depend on its group size)
+    takes the new ones."""
+    tensors = dict(graph.tensors)
+    for node in graph.nodes:
+        old, new = _out_streams(node.spec), _out_streams(specs[node.name])
+        for t, was, (dtype, elems) in zip(node.outputs, old, new):
+            if was != (dtype, elems):
+                shape = tensors[t].shape if elems == tensors[t].elems else (elems,)
+                tensors[t] = dataclasses.replace(tensors[t], dtype=dtype, shape=shape)
     return graph.replace(nodes=tuple(dataclasses.replace(n, spec=specs[n.name])
-                                     for n in graph.nodes))
+                                     for n in graph.nodes), tensors=tensors)
 
 
 def _match_lanes(graph: Graph, specs: dict, budget: int, family: str) -> dict:
@@ -89,8 +118,9 @@ def _match_lanes(graph: Graph, specs: dict, budget: int, family: str) -> dict:
             producer, reader = made.get(node.inputs[0]), read.get(node.outputs[0])
             want_in = lanes(*producer, nodes.out_ports) if producer else None
             want_out = lanes(*reader, nodes.in_ports) if reader else None
-            fits = [(c, cost) for c in _options(spec)
-                    if (cost := nodes.estimate(c, family)).cycles <= budget]
+            fits = [(c, cost) for c in _options(spec)  # the same elements, other lanes
+                    if _port_types(c) == _port_types(spec)
+                    and (cost := nodes.estimate(c, family)).cycles <= budget]
             if fits:
                 specs[node.name] = min(fits, key=lambda f: (f[0].out_lanes != want_out,
                                                             f[0].in_lanes != want_in,
@@ -158,8 +188,11 @@ def apply_overrides(graph: Graph, overrides: dict) -> Graph:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise FoldingError(f"{key} of node '{name}' must be a positive integer, "
                                    f"not {value!r}")
+        fields = differential.fitted_fields(node.spec, fields)
         new[name] = dataclasses.replace(node, spec=dataclasses.replace(node.spec, **fields))
-    return graph.replace(nodes=tuple(new[n.name] for n in graph.nodes))
+    specs = differential.match_groups(graph, {n: node.spec for n, node in new.items()},
+                                      named=set(overrides))
+    return _with_specs(graph, specs)
 
 
 def folding_of(graph: Graph) -> dict:
