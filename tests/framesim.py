@@ -72,13 +72,14 @@ def exact_frame_lag(spec, **constants) -> tuple[Fraction, Fraction]:
     """Least and most over the output words ``k`` of ``need(k) / input words - (k + 1) /
     output words``, by brute force: each input element carries its word's number (1, 2,
     ...) through the reference, with ``constants`` (the spec's own constants, zeroed)
-    standing for none; ``need(k)`` is the greatest number at or before output word k."""
+    standing for none; ``need(k)`` is the greatest number at or before output word k,
+    and at least 1 (an output word made of constants waits for its frame's first word)."""
     fields = {f.name for f in dataclasses.fields(spec)}
     wide_type = {f: IntType(32, False) for f in ("in_type", "dtype") if f in fields}
     wide = dataclasses.replace(spec, **constants, **wide_type)
     ip, op = nodes.port(wide, "i"), nodes.port(wide, "o")
     marked = (np.arange(ip.elems) // ip.lanes + 1).reshape(1, -1)
     out = nodes.reference(wide, marked)[0].reshape(op.words, op.lanes).max(axis=1)
-    need = np.maximum.accumulate(out)
+    need = np.maximum.accumulate(np.maximum(out, 1))
     lags = [Fraction(int(n), ip.words) - Fraction(k + 1, op.words) for k, n in enumerate(need)]
     return min(lags), max(lags)

@@ -29,6 +29,8 @@ from fpgagen.nodes import (
     mvau,
     offset,
     pool,
+    prefix,
+    select,
     softmax,
     swg,
     table,
@@ -155,6 +157,11 @@ NODE_CASES = {
     # position embedding: offsets per element of a frame, read from a ROM (8 words of 3)
     "offset_pos_embedding": lambda r: offset.Spec(
         "pos", 6, IntType(5, True), r.integers(-300, 300, size=24), k=-3, vectors=4, pe=3),
+    # a ViT's class token: two vectors in front of each frame (from a ROM), then one
+    # kept out of five (the others read and dropped)
+    "prefix_class_token": lambda r: prefix.Spec(
+        "cls", 6, IntType(5, True), r.integers(-40, 40, size=(2, 6)), vectors=3, pe=3),
+    "select_class_token": lambda r: select.Spec("cls", 6, IntType(7, False), 5, 2, pe=2),
     "layernorm": lambda r: layernorm.Spec(
         "ln", 8, IntType(6, True), IntType(7, True), 14, 6, r.integers(-90, 90, size=8),
         r.integers(-400, 400, size=8), 5, var_offset=3, vectors=2, pe=2),

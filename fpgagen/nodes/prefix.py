@@ -14,9 +14,11 @@ bipolar input counts as -1 / +1).
 Folding: ``pe`` elements per word on both streams (``pe`` divides ``channels``), one
 output word per cycle. Hardware: the prefix sits in a read-only memory of
 ``k * channels / pe`` words; a word counter over the output frame reads it for the
-first words of a frame (the input waits meanwhile), then passes the input through;
-it wraps at the end of the frame and a reset restarts it at the prefix. Stall-all
-pipeline of an input register (with the memory read) and the output register.
+first words of a frame, then passes the input through; it wraps at the end of the
+frame and a reset restarts it at the prefix. The prefix leaves only once the frame's
+first input word is offered (it waits, not taken, until the prefix is out): no output
+runs ahead of its frame, so an idle input leaves the output idle. Stall-all pipeline
+of an input register (with the memory read) and the output register.
 """
 
 from __future__ import annotations
@@ -128,6 +130,10 @@ class Spec:
         return self.prefix.size // self.pe
 
     @property
+    def in_words(self) -> int:
+        return self.in_elems // self.pe
+
+    @property
     def out_words(self) -> int:
         return self.out_elems // self.pe
 
@@ -149,7 +155,8 @@ class Component(wiring.Component):
 
     The word counter, the memory read port and both registers advance only when the
     output register can take a value (``~o.valid | o.ready``); ``i.ready`` depends on
-    the output side and the counter alone. One word per cycle.
+    the output side and the counter alone (a prefix word waits for ``i.valid``, never
+    the other way round). One word per cycle.
     """
 
     def __init__(self, spec: Spec):
@@ -171,7 +178,7 @@ class Component(wiring.Component):
             advance.eq(~self.o.valid | self.o.ready),
             self.i.ready.eq(advance & ~in_prefix),
             take.eq(self.i.ready & self.i.valid),
-            step.eq(take | (advance & in_prefix)),
+            step.eq(take | (advance & in_prefix & self.i.valid)),
         ]
         with m.If(step):
             m.d.sync += word.eq(Mux(word == s.out_words - 1, 0, word + 1))
@@ -208,10 +215,12 @@ def fold_options(spec: Spec) -> list[dict]:
 
 
 def frame_lag(spec: Spec) -> tuple[Fraction, Fraction]:
-    """Output word ``k`` needs ``max(0, k - P + 1)`` input words (``P`` prefix words):
-    the prefix runs ahead of the input by ``P`` of the output frame's words, and the
-    last word needs exactly the whole input frame."""
-    return Fraction(-spec.prefix_words, spec.out_words), Fraction(0)
+    """Output word ``k`` needs ``max(1, k - P + 1)`` input words (``P`` prefix words; the
+    prefix waits for the frame's first word): the most at the first prefix word, the
+    least at the first input word, after the prefix ran ahead of the input."""
+    s = spec
+    return (Fraction(1, s.in_words) - Fraction(s.prefix_words + 1, s.out_words),
+            Fraction(1, s.in_words) - Fraction(1, s.out_words))
 
 
 def estimate(spec: Spec, family: str) -> Cost:
