@@ -188,6 +188,17 @@ def _slice(x, starts, ends, axes=None, steps=None, attrs=None):
     return x[tuple(index)]
 
 
+def _constant_of_shape(shape, attrs) -> np.ndarray:
+    value = attrs.get("value")
+    if value is None:
+        value = np.zeros(1, F32)
+    elif not isinstance(value, np.ndarray):
+        from onnx import numpy_helper
+
+        value = numpy_helper.to_array(value)
+    return np.full(np.ravel(shape).astype(np.int64), np.ravel(value)[0], value.dtype)
+
+
 def _shape(x, attrs):
     shape = np.asarray(np.shape(x), np.int64)
     return shape[int(_attr(attrs, "start", 0)):_attr(attrs, "end", None)]
@@ -231,6 +242,10 @@ _OPS: dict[str, Callable[..., np.ndarray]] = {
     "BipolarLevels": lambda x, scale, attrs: bipolar_levels(x),
     "Cast": lambda x, attrs: x,
     "Shape": _shape,
+    "ConstantOfShape": lambda shape, attrs: _constant_of_shape(shape, attrs),
+    "Equal": lambda a, b, attrs: np.equal(a, b),
+    "Where": lambda c, a, b, attrs: np.where(np.asarray(c, bool), a, b),
+    "Expand": lambda x, shape, attrs: x * np.ones(np.ravel(shape).astype(np.int64), x.dtype),
     "Slice": lambda x, *rest, attrs: _slice(x, *rest, attrs=attrs),
     "Concat": lambda *xs, attrs: np.concatenate(xs, axis=int(_attr(attrs, "axis", 0))),
     "Gelu": _gelu,

@@ -111,21 +111,29 @@ def _export(model, tmp_path, name="m"):
                       input_shape=zoo.DIGITS_INPUT_SHAPE)
 
 
-@pytest.mark.parametrize("dim,heads,mlp,depth", [(12, 3, 20, 2), (8, 1, 8, 1)])
-def test_other_vit_shapes_match_brevitas(dim, heads, mlp, depth, tmp_path):
-    """Odd widths, one and three heads, two blocks: untrained (random) weights, so the
-    check is the golden model against Brevitas on the same random inputs."""
-    torch.manual_seed(dim * 10 + heads)
-    model = zoo.load_example_module("model", "digits_vit").DigitsViT(
-        dim=dim, heads=heads, mlp=mlp, depth=depth)
+def _random_vit(tmp_path, seed, **shape):
+    """A DigitsViT with random weights whose activation quantizers have seen data."""
+    torch.manual_seed(seed)
+    model = zoo.load_example_module("model", "digits_vit").DigitsViT(**shape)
     x = zoo.sample_inputs(zoo.DIGITS_INPUT_SHAPE, 64, seed=1)
     model.train()
-    with torch.no_grad():  # let the activation quantizers see data
+    with torch.no_grad():
         for _ in range(3):
             model(torch.from_numpy(x))
-    path = _export(model, tmp_path)
+    return model, x, _export(model, tmp_path)
+
+
+@pytest.mark.parametrize("dim,heads,mlp,depth,pool", [
+    (12, 3, 20, 2, "mean"), (8, 1, 8, 1, "mean"), (12, 3, 16, 1, "cls")])
+def test_other_vit_shapes_match_brevitas(dim, heads, mlp, depth, pool, tmp_path):
+    """Odd widths, one and three heads, two blocks, a class token: untrained (random)
+    weights, so the check is the golden model against Brevitas on random inputs."""
+    model, x, path = _random_vit(tmp_path, dim * 10 + heads, dim=dim, heads=heads, mlp=mlp,
+                                 depth=depth, pool=pool)
     graph = lower(load_model(path))
-    assert sum(n.kind == "layernorm" for n in graph.nodes) == 2 * depth + 1
+    kinds = [n.kind for n in graph.nodes]
+    assert kinds.count("layernorm") == 2 * depth + 1
+    assert ("prefix" in kinds and "select" in kinds) == (pool == "cls")
     got = reference.run(graph, x)
     want = zoo.torch_forward(model, x)
     agreement = float((got.argmax(1) == want.argmax(1)).mean())
@@ -133,6 +141,20 @@ def test_other_vit_shapes_match_brevitas(dim, heads, mlp, depth, tmp_path):
     print(f"ViT dim={dim} heads={heads} depth={depth}: agreement {agreement:.2%}, "
           f"max difference {steps:.1f} steps")
     assert agreement >= 0.9
+
+
+def test_class_token_vit_in_hardware(tmp_path):
+    """A class token put in front (prefix) and read out (select), as Verilog."""
+    _, _, path = _random_vit(tmp_path, 7, dim=8, heads=2, mlp=8, pool="cls")
+    out = tmp_path / "out"
+    proc = run_cli("build", "-q", str(path), "-o", str(out), "--target-fps", "50000")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("sim", str(out), "--count", "6")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    res = json.loads((out / "sim" / "results.json").read_text())
+    assert res["frames"] == 6 and res["mismatches"] == 0 and res["tlast_errors"] == 0
+    kinds = {n["kind"] for n in json.loads((out / "graph.json").read_text())["nodes"]}
+    assert {"prefix", "select", "matmul", "softmax"} <= kinds
 
 
 class _SDPAViT(torch.nn.Module):

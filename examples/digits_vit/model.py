@@ -10,6 +10,9 @@ Input (N, 1, 8, 8) with pixels in [0, 1] (raw value / 16); 2x2 patches give 16 t
         x = x + res(fc2(q_gelu(GELU(q_fc1(fc1(q_ln(LayerNorm(x))))))))
     LayerNorm, quantizer, mean over tokens, QuantLinear D->10      scores
 
+``pool="cls"`` puts a class token (quantized by ``res``) in front of the 16 patch
+tokens and reads it out at the end instead of the mean.
+
 Every residual branch ends in the one shared quantizer ``res`` (8-bit), so both sides of
 each add have one scale and the residual stream is an exact integer sum. The attention
 probabilities are quantized with a power-of-two scale (1/2**bits steps). Weights are
@@ -78,9 +81,16 @@ class Block(nn.Module):
 class DigitsViT(nn.Module):
     """The digits ViT. ``forward`` takes (N, 1, 8, 8) float in [0, 1]."""
 
-    def __init__(self, dim=DIM, heads=HEADS, mlp=MLP, depth=DEPTH, num_classes=NUM_CLASSES):
+    def __init__(self, dim=DIM, heads=HEADS, mlp=MLP, depth=DEPTH, num_classes=NUM_CLASSES,
+                 pool: str = "mean"):
         super().__init__()
+        if pool not in ("mean", "cls"):
+            raise ValueError(f"pool must be 'mean' or 'cls', not {pool!r}")
+        self.pool = pool
         tokens = (INPUT_SHAPE[2] // PATCH) * (INPUT_SHAPE[3] // PATCH)
+        if pool == "cls":  # a class token in front, read out at the end
+            self.cls = nn.Parameter(torch.randn(1, 1, dim) * 0.1)
+            tokens += 1
         self.input_quant = QuantIdentity(act_quant=Uint8ActPerTensorFloatMaxInit,
                                          bit_width=BITS, max_val=1.0)
         self.patch = QuantConv2d(1, dim, PATCH, stride=PATCH, bias=True,
@@ -93,9 +103,11 @@ class DigitsViT(nn.Module):
 
     def forward(self, x):
         x = self.patch(self.input_quant(x))              # (N, D, 4, 4)
-        x = x.flatten(2).transpose(1, 2)                 # (N, 16, D)
-        x = self.res(x) + self.res(self.pos)
+        x = self.res(x.flatten(2).transpose(1, 2))       # (N, 16, D)
+        if self.pool == "cls":
+            x = torch.cat([self.res(self.cls).expand(x.shape[0], -1, -1), x], dim=1)
+        x = x + self.res(self.pos)
         for block in self.blocks:
             x = block(x)
-        x = self.q_ln(self.ln(x)).mean(dim=1)
-        return self.head(x)
+        x = self.q_ln(self.ln(x))
+        return self.head(x[:, 0] if self.pool == "cls" else x.mean(dim=1))

@@ -277,6 +277,15 @@ class _Lowering(TransformerLowering):
                             qw.dtype)
         if op in ("Identity", "Dropout"):
             return ins[0]
+        if op in ("Expand", "Unsqueeze", "Reshape", "Squeeze") and isinstance(ins[0], _QWeight) \
+                and all(not isinstance(v, (_Stream, _Host, _QWeight)) for v in ins[1:]):
+            qw = ins[0]  # a view or broadcast of quantized constants (a class token)
+            levels = _fold(op, [qw.levels, *ins[1:]], attrs, where)
+            scale = _fold(op, [np.broadcast_to(qw.scale, qw.levels.shape), *ins[1:]], attrs,
+                          where)
+            return _QWeight(np.asarray(levels, np.int64), np.asarray(scale, F32), qw.dtype)
+        if op == "Concat" and sum(isinstance(v, _Stream) for v in ins) == 1:
+            return self.concat_constant(ins, attrs, node, where)
         if op == "Add" and len(ins) == 2 and any(isinstance(v, _Stream) for v in ins):
             stream, qw = (ins[0], ins[1]) if isinstance(ins[0], _Stream) else (ins[1], ins[0])
             return self.add_constant(stream, qw, node, where)
@@ -340,6 +349,10 @@ class _Lowering(TransformerLowering):
         if _pending_layernorm(stream):
             raise UnsupportedError(f"{op} after a LayerNormalization is not supported",
                                    where=where, hint="quantize the LayerNorm's output first")
+        if op == "Concat":
+            return self.concat_constant(ins, attrs, node, where)
+        if op in ("Slice", "Gather") and self.token_axis(stream, op, ins, attrs) is not None:
+            return self.select_tokens(op, node, stream, ins, attrs, where)
         if op in ("Slice", "Split"):
             return self.slice_stream(op, node, stream, ins, attrs, where)
         if op == "Softmax":

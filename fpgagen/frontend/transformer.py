@@ -33,7 +33,7 @@ import numpy as np
 from ..dtypes import IntType, smallest_type
 from ..errors import UnsupportedError
 from ..ir import HostOp, Tensor
-from ..nodes import layernorm, matmul, mvau, offset, pool, softmax, table
+from ..nodes import layernorm, matmul, mvau, offset, pool, prefix, select, softmax, table
 from ..onnx_ops import F32
 from . import layout
 from . import thresholds as thr
@@ -144,6 +144,95 @@ class TransformerLowering:
                 for h in stream.chain]
             outs.append(dataclasses.replace(out, chain=chain))
         return outs
+
+    # ---- class tokens -----------------------------------------------------------
+    @staticmethod
+    def token_axis(stream, op, ins, attrs) -> int | None:
+        """The axis a Slice/Gather works on, if it is the token axis of a token stream
+        (vectors of ``channels`` elements, channels last, in ONNX order)."""
+        ndim = len(stream.shape)
+        if ndim < 2 or stream.order is not None or stream.shape[-1] != stream.channels:
+            return None
+        if op == "Gather":
+            axis = int(attrs.get("axis", 0))
+        else:
+            axes = ins[3] if len(ins) > 3 and ins[3] is not None else [0]
+            if np.size(axes) != 1:
+                return None
+            axis = int(np.ravel(axes)[0])
+        axis %= ndim
+        return axis if axis == ndim - 2 else None
+
+    def select_tokens(self, op, node, stream, ins, attrs, where):
+        """Gather/Slice of tokens (a class token's read-out): a ``select``."""
+        ndim, tokens = len(stream.shape), stream.shape[-2]
+        if op == "Gather":
+            index = np.asarray(ins[1])
+            if index.size != 1:
+                raise UnsupportedError("Gather of several tokens is not supported",
+                                       where=where, hint="gather one token, or slice a range")
+            start, count = int(index.ravel()[0]) % tokens, 1
+            shape = tuple(stream.shape[:-2]) + (() if index.ndim == 0 else (1,)) \
+                + (stream.shape[-1],)
+        else:
+            steps = ins[4] if len(ins) > 4 and ins[4] is not None else [1]
+            if int(np.ravel(steps)[0]) != 1:
+                raise UnsupportedError("Slice of tokens with a step is not supported",
+                                       where=where)
+            start, stop, _ = slice(int(np.ravel(ins[1])[0]), int(min(np.ravel(ins[2])[0],
+                                                                     2**62))).indices(tokens)
+            count = stop - start
+            if count < 1:
+                raise UnsupportedError("Slice selects no token", where=where)
+            shape = tuple(stream.shape[:-2]) + (count, stream.shape[-1])
+        if int(np.prod(stream.shape[:-2], dtype=np.int64)) != 1:
+            raise UnsupportedError(f"{op} of tokens of a tensor of shape "
+                                   f"{list(stream.shape)} is not supported", where=where)
+        src = self.tensors[stream.tensor]
+        spec = select.Spec(self.fresh("select"), stream.channels, src.dtype, tokens,
+                           start, count)
+        out = _Stream(f"{spec.name}_out", stream.chain, shape if ndim > 1 else (1,), None,
+                      stream.channels)
+        self.add_node(spec, [stream.tensor], Tensor(out.tensor, _stream_shape(out),
+                                                    src.dtype), node.name)
+        return out
+
+    def concat_constant(self, ins, attrs, node, where):
+        """Concat of quantized constant tokens in front of a token stream (a class
+        token): a ``prefix`` of integer levels in the stream's scale."""
+        from .lower import _integer_ratio
+
+        stream = next(v for v in ins if isinstance(v, _Stream))
+        ndim = len(stream.shape)
+        axis = int(attrs.get("axis", 0)) % ndim
+        consts = ins[:ins.index(stream)]
+        if (ins.index(stream) != len(ins) - 1 or len(consts) != 1
+                or not isinstance(consts[0], _QWeight) or axis != ndim - 2
+                or stream.order is not None or stream.shape[-1] != stream.channels):
+            raise UnsupportedError("Concat with an on-chip tensor is supported only to put "
+                                   "quantized constant tokens in front of a token stream "
+                                   "(a class token)", where=where)
+        qw = consts[0]
+        if qw.dtype.bipolar or np.unique(qw.scale).size != 1 or qw.levels.ndim != ndim \
+                or qw.levels.shape[-1] != stream.shape[-1]:
+            raise UnsupportedError("the constant tokens must have the stream's width and "
+                                   "one per-tensor scale", where=where)
+        sx = _scale(stream, "a Concat of tokens", where)
+        ka, kb, _ = _integer_ratio(sx, F32(qw.scale.ravel()[0]), where)
+        if ka != 1:
+            raise UnsupportedError("the constant tokens' scale is not an integer multiple "
+                                   "of the stream's", where=where,
+                                   hint="quantize the class token with the tokens' quantizer")
+        src = self.tensors[stream.tensor]
+        k = int(np.prod(qw.levels.shape[:-1], dtype=np.int64))
+        spec = prefix.Spec(self.fresh("prefix"), stream.channels, src.dtype,
+                           qw.levels.reshape(k, -1).astype(np.int64) * kb,
+                           vectors=stream.elems // stream.channels)
+        shape = tuple(stream.shape[:-2]) + (stream.shape[-2] + k, stream.shape[-1])
+        out = _Stream(f"{spec.name}_out", stream.chain, shape, None, stream.channels)
+        self.add_node(spec, [stream.tensor], Tensor(out.tensor, _stream_shape(out),
+                                                    spec.out_type), node.name)
+        return out
 
     # ---- attention ------------------------------------------------------------
     def matmul_streams(self, a, b, node, where):
