@@ -22,8 +22,10 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import json
 import logging
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -354,6 +356,34 @@ def _digits_example(name: str, train: bool):
     model.input_shape = DIGITS_INPUT_SHAPE
     model.zoo_name = name
     return model
+
+
+def write_example(name: str, model, test_accuracy: float, out: Path, *, exporter: str,
+                  seed: int, epochs: int, train_seconds: float) -> None:
+    """A digits example's files after training: ``NAME.pt``, the QONNX export
+    ``NAME.onnx`` and ``NAME.json`` (accuracies, input shape, split, seed, epochs)."""
+    import torch
+
+    x_tr, y_tr, x_te, y_te = digits_data()
+    train_accuracy = float((torch_forward(model, x_tr).argmax(1) == y_tr).mean())
+    print(f"trained in {train_seconds:.1f} s: train acc {train_accuracy:.4f}, held-out test "
+          f"acc {test_accuracy:.4f} ({round(test_accuracy * len(y_te))}/{len(y_te)})")
+    torch.save(model.state_dict(), out / f"{name}.pt")
+    t0 = time.perf_counter()
+    path = export(model, out / f"{name}.onnx", exporter=exporter,
+                  input_shape=DIGITS_INPUT_SHAPE)
+    print(f"exported ({exporter}) in {time.perf_counter() - t0:.1f} s: {path}")
+    info = {
+        "test_accuracy": round(test_accuracy, 6),
+        "train_accuracy": round(train_accuracy, 6),
+        "input_shape": list(DIGITS_INPUT_SHAPE),
+        "train_samples": int(len(y_tr)),
+        "test_samples": int(len(y_te)),
+        "seed": seed,
+        "epochs": epochs,
+        "exporter": exporter,
+    }
+    (out / f"{name}.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
 def digits_mlp(train: bool = False):

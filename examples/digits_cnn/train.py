@@ -16,7 +16,6 @@ given machine.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -104,29 +103,8 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     model, test_acc = train_model(args.seed, args.epochs, verbose=True)
-    t_train = time.perf_counter() - t0
-    x_tr, y_tr, x_te, y_te = zoo.digits_data()
-    train_acc = accuracy(model, x_tr, y_tr)
-    print(f"trained in {t_train:.1f} s: train acc {train_acc:.4f}, "
-          f"held-out test acc {test_acc:.4f} ({round(test_acc * len(y_te))}/{len(y_te)})")
-
-    torch.save(model.state_dict(), args.out / f"{NAME}.pt")
-    t0 = time.perf_counter()
-    onnx_path = zoo.export(model, args.out / f"{NAME}.onnx", exporter=args.exporter,
-                           input_shape=zoo.DIGITS_INPUT_SHAPE)
-    print(f"exported ({args.exporter}) in {time.perf_counter() - t0:.1f} s: {onnx_path}")
-
-    info = {
-        "test_accuracy": round(test_acc, 6),
-        "train_accuracy": round(train_acc, 6),
-        "input_shape": list(zoo.DIGITS_INPUT_SHAPE),
-        "train_samples": int(len(y_tr)),
-        "test_samples": int(len(y_te)),
-        "seed": args.seed,
-        "epochs": args.epochs,
-        "exporter": args.exporter,
-    }
-    (args.out / f"{NAME}.json").write_text(json.dumps(info, indent=2) + "\n")
+    zoo.write_example(NAME, model, test_acc, args.out, exporter=args.exporter, seed=args.seed,
+                      epochs=args.epochs, train_seconds=time.perf_counter() - t0)
     return 0
 
 
