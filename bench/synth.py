@@ -26,7 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = {"digits_mlp": ROOT / "examples" / "digits_mlp" / "digits_mlp.onnx",
-            "digits_cnn": ROOT / "examples" / "digits_cnn" / "digits_cnn.onnx"}
+            "digits_cnn": ROOT / "examples" / "digits_cnn" / "digits_cnn.onnx",
+            "digits_vit": ROOT / "examples" / "digits_vit" / "digits_vit.onnx"}
 CNN_ZOO = ("small_resnet", "small_mobilenet")
 
 #: label -> --target-fps (None: the default folding, fastest that fits the board)

@@ -72,13 +72,14 @@ def memory_placement(width: int, depth: int, family: str, *, writable: bool = Tr
 
 def rom_logic_luts(width: int, depth: int, family: str) -> int:
     """A ROM as logic: per output bit one LUT per LUT-sized slice of the addresses, the
-    slices joined by the free wide multiplexers (MUXF7/F8: 4 LUT6s; PFUMX/L6MUX21:
-    4 LUT4s) and beyond them by a multiplexer tree in LUTs."""
+    slices joined by the free wide multiplexers (MUXF7/F8: 4 LUT6s) and beyond them by
+    a multiplexer tree in LUTs. The LUT4 flows map with ``abc -lut 4``, which makes no
+    PFUMX/L6MUX21: their slices are all joined in LUTs."""
     if depth <= 1:
         return 0
     per = 64 if lut_inputs(family) == 6 else 16
     slices = math.ceil(depth / per)
-    free = 1 if family == "ice40" else 4  # iCE40 has no wide-multiplexer cells
+    free = 4 if per == 64 else 1
     return width * (slices + mux_luts(1, math.ceil(slices / free), family))
 
 
@@ -199,10 +200,35 @@ def dot_product_luts(terms: int, a_bits: int, b_bits: int, sum_bits: int, family
     return math.ceil(terms * per_term * scale)
 
 
-def adder_tree_luts(terms: int, bits: int, family: str) -> int:
-    """The ``terms - 1`` adders summing ``terms`` products into ``bits``-bit sums."""
-    per_bit = 1.15 if lut_inputs(family) == 6 else 1.0  # LUT4: one LUT per carry-chain bit
-    return math.ceil(max(0, terms - 1) * bits * per_bit)
+# LUTs per adder bit of an adder tree (LUT4: one LUT per carry-chain bit).
+ADDER_TREE_PER_BIT = {"xc7": 1.15, "xcup": 1.15, "ecp5": 1.0, "ice40": 1.0}
+# ... and of a tree whose adders grow a bit per level (``term_bits`` given): fitted on
+# conditionally negated (bipolar-weight) products on xc7, ECP5 and iCE40
+# (docs/calibration.md): about two LUTs per bit, the negation merged into them.
+GROWING_TREE_PER_BIT = {"xc7": 2.1, "xcup": 2.1, "ecp5": 2.0, "ice40": 2.0}
+
+
+def adder_tree_luts(terms: int, bits: int, family: str, term_bits: int | None = None) -> int:
+    """The ``terms - 1`` adders summing ``terms`` products into ``bits``-bit sums.
+
+    With ``term_bits`` (the products' width) each level's adders are one bit wider than
+    the level before, up to ``bits``, as the tree is built; without, all are ``bits``.
+    """
+    if term_bits is None:
+        return math.ceil(max(0, terms - 1) * bits * ADDER_TREE_PER_BIT.get(family, 1.15))
+    total, width = 0, term_bits
+    while terms > 1:
+        width = min(width + 1, bits)
+        total += terms // 2 * width
+        terms -= terms // 2
+    return math.ceil(total * GROWING_TREE_PER_BIT.get(family, 2.1))
+
+
+def control_luts(luts: int, family: str) -> int:
+    """A node's counters and handshake logic, ``luts`` as measured on LUT6 parts: LUT4
+    parts take 1.5x and 2 more (MVAU, FIFO and width converter control on ECP5 and
+    iCE40, docs/calibration.md)."""
+    return luts if lut_inputs(family) == 6 else math.ceil(1.5 * luts) + 2
 
 
 def mux_luts(width: int, inputs: int, family: str) -> int:

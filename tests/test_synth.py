@@ -112,9 +112,8 @@ def _calibration_model(name, tmp_path):
 @pytest.mark.parametrize("name, board", [
     pytest.param("digits_mlp", "pynq-z2", marks=pytest.mark.slow),
     ("mlp2", "pynq-z2"),
-    pytest.param("mlp2", "ulx3s-85f", marks=pytest.mark.xfail(
-        strict=True, reason="ECP5 LUTs of multi-bit dot products not calibrated yet "
-        "(-33%: 278 vs 412); BRAM and DSP are exact")),
+    ("mlp2", "ulx3s-85f"),
+    ("mlp2", "icebreaker"),
 ])
 def test_estimate_is_calibrated_against_yosys(tmp_path, name, board):
     import fpgagen

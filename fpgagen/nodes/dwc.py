@@ -24,7 +24,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..dtypes import IntType
-from ..estimate import adder_luts, mux_luts
+from ..estimate import adder_luts, control_luts, mux_luts
 from .base import Cost, check_divides, check_positive, divisors, lane_stream
 
 KIND = "dwc"
@@ -189,9 +189,10 @@ def estimate(spec: Spec, family: str) -> Cost:
     if s.lcm > s.in_lanes:  # gather: held pieces + output register, clock-enabled
         k = s.lcm // s.in_lanes
         ff += s.lcm * bits + (k - 1) * s.in_lanes * bits + max(1, k.bit_length()) + 1
-        lut += adder_luts(max(1, k.bit_length()), family) + 3
+        lut += adder_luts(max(1, k.bit_length()), family) + control_luts(3, family)
     if s.lcm > s.out_lanes:  # split: a loadable shift register
         k = s.lcm // s.out_lanes
         ff += s.lcm * bits + max(1, k.bit_length()) + 1
-        lut += mux_luts(s.lcm * bits, 2, family) + adder_luts(max(1, k.bit_length()), family) + 3
+        lut += (mux_luts(s.lcm * bits, 2, family) + adder_luts(max(1, k.bit_length()), family)
+                + control_luts(3, family))
     return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=0, dsp=0)

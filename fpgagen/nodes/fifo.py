@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..dtypes import IntType
 from ..errors import SpecError
-from ..estimate import LUTRAM_MAX_DEPTH, adder_luts, memory
+from ..estimate import LUTRAM_MAX_DEPTH, adder_luts, control_luts, memory
 from .base import Cost, check_divides, check_positive, divisors, lane_stream
 
 KIND = "fifo"
@@ -127,5 +127,5 @@ def estimate(spec: Spec, family: str) -> Cost:
     else:  # synchronous read of depth - 1 words plus the output register
         mem_lut, mem_ff, bram = memory(s.width, s.depth - 1, family)
         ff = 3 * ptr + 2 + s.width + mem_ff
-    lut = mem_lut + 3 * adder_luts(ptr, family) + 4
+    lut = mem_lut + 3 * adder_luts(ptr, family) + control_luts(4, family)
     return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=bram, dsp=0)

@@ -30,6 +30,7 @@ from ..estimate import (
     adder_luts,
     adder_tree_luts,
     compare_luts,
+    control_luts,
     dot_product_luts,
     memory,
     mult_cost,
@@ -404,7 +405,8 @@ def estimate(spec: Spec, family: str) -> Cost:
     elif (constant_weights or uses_dsp(s.in_type.bits, wbits, family)
           or s.weight_type.bipolar or s.in_type.bipolar):  # a conditional negate, no product
         ml, md = mult_cost(s.in_type.bits, wbits, family, constant_weights=constant_weights)
-        lut += s.pe * (s.simd * ml + adder_tree_luts(s.simd, acc_bits, family))
+        lut += s.pe * (s.simd * ml + adder_tree_luts(s.simd, acc_bits, family,
+                                                     _product_bits(s, wbits)))
         dsp += s.pe * s.simd * md
     else:  # LUT products and their sum: one multiply-accumulate in Yosys
         lut += dot_product_luts(s.pe * s.simd, s.in_type.bits, wbits, acc_bits, family,
@@ -417,9 +419,16 @@ def estimate(spec: Spec, family: str) -> Cost:
     tl, tf, tb = threshold_cost(s.pe, s.levels, s.nf, acc_bits, family)
     bl, bf, bb = (memory(s.simd * s.in_type.bits, s.sf, family, single_port=True)
                   if s.nf > 1 else (0, 0, 0))
-    lut += wl + tl + bl + 30  # control
+    lut += wl + tl + bl + control_luts(30, family)
     ff += wf + tf + bf
     return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=wb + tb + bb, dsp=dsp)
+
+
+def _product_bits(s: Spec, wbits: int) -> int:
+    """Width of one product: a conditional negate widens the input by a bit."""
+    if s.weight_type.bipolar or s.in_type.bipolar:
+        return max(s.in_type.bits, wbits) + 1
+    return s.in_type.bits + wbits
 
 
 def threshold_cost(pe: int, levels: int, nf: int, acc_bits: int, family: str
