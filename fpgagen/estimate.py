@@ -120,6 +120,19 @@ def memory(width: int, depth: int, family: str, *, writable: bool = True,
     return mux_luts(width, depth, family), ffs + width * depth, 0
 
 
+def threshold_rom(width: int, depth: int, family: str, *, sync_read: bool = True
+                  ) -> tuple[int, int, float]:
+    """``memory`` of a ROM of thresholds that feed comparisons. In logic, a ROM of at
+    most 2**(LUT inputs - 4) words merges into the comparison's LUTs (two input bits,
+    the two threshold bits' address: one LUT6): it costs no LUTs. Measured on xc7: a
+    4-word threshold ROM merged (small_mobilenet's first MVAU), 8 and 16 words did not
+    (digits_cnn)."""
+    luts, ffs, bram = memory(width, depth, family, writable=False, sync_read=sync_read)
+    if not bram and depth <= 2 ** (lut_inputs(family) - 4):
+        return 0, ffs, bram
+    return luts, ffs, bram
+
+
 def memory_cost(width: int, depth: int, family: str, *, writable: bool = True
                 ) -> tuple[int, float]:
     """(luts, bram18) of ``memory`` (its flip-flops: ``memory``'s second value)."""
@@ -187,7 +200,7 @@ def mult_cost(a_bits: int, b_bits: int, family: str, *, constant_weights: bool =
 # bit, per sum bit, and per sum bit again when the input is signed (its sign bit is
 # extended across the sum). Fitted on xc7 over MVAUs of uint2/int2/uint4 inputs and
 # int2/int4/bipolar weights (docs/calibration.md); LUT4 parts need about 1.4x the LUTs.
-_DOT_PER_TERM = (1.63, 0.62, 1.01)  # x (a*b, sum bits, sum bits if the input is signed)
+_DOT_PER_TERM = (1.8, 0.68, 1.11)  # x (a*b, sum bits, sum bits if the input is signed)
 _LUT4_FACTOR = 1.4
 
 

@@ -35,6 +35,7 @@ from ..estimate import (
     memory,
     mult_cost,
     popcount_luts,
+    threshold_rom,
     uses_dsp,
 )
 from ..hw.primitives import adder_tree, pack_words, popcount
@@ -405,8 +406,9 @@ def estimate(spec: Spec, family: str) -> Cost:
     elif (constant_weights or uses_dsp(s.in_type.bits, wbits, family)
           or s.weight_type.bipolar or s.in_type.bipolar):  # a conditional negate, no product
         ml, md = mult_cost(s.in_type.bits, wbits, family, constant_weights=constant_weights)
-        lut += s.pe * (s.simd * ml + adder_tree_luts(s.simd, acc_bits, family,
-                                                     _product_bits(s, wbits)))
+        negate = not (constant_weights or md)  # bipolar: the negation merges into the tree
+        lut += s.pe * (s.simd * ml + adder_tree_luts(
+            s.simd, acc_bits, family, _product_bits(s, wbits) if negate else None))
         dsp += s.pe * s.simd * md
     else:  # LUT products and their sum: one multiply-accumulate in Yosys
         lut += dot_product_luts(s.pe * s.simd, s.in_type.bits, wbits, acc_bits, family,
@@ -440,7 +442,7 @@ def threshold_cost(pe: int, levels: int, nf: int, acc_bits: int, family: str
     t_bits = acc_bits  # thresholds are clipped to the reachable accumulator range
     lut = pe * levels * compare_luts(acc_bits, family)
     # its read register and the stage register beside the dot products merge
-    tl, tf, tb = memory(pe * levels * t_bits, nf, family, writable=False, sync_read=False)
+    tl, tf, tb = threshold_rom(pe * levels * t_bits, nf, family, sync_read=False)
     if nf > 1:  # one threshold word is constants, its register folds away
         tf += pe * levels * t_bits  # thresholds beside their dot products
     return lut + tl, tf, tb

@@ -38,7 +38,15 @@ from amaranth.lib.wiring import In, Out
 
 from ..dtypes import IntType, smallest_type
 from ..errors import SpecError
-from ..estimate import adder_luts, compare_luts, lut_inputs, memory, mult_cost
+from ..estimate import (
+    adder_luts,
+    compare_luts,
+    dot_product_luts,
+    lut_inputs,
+    memory,
+    mult_cost,
+    threshold_rom,
+)
 from ..hw.primitives import REGISTER_WORDS, adder_tree, pack_words, running_words
 from .base import (
     Cost,
@@ -314,8 +322,12 @@ def estimate(spec: Spec, family: str) -> Cost:
     lut = dsp = 0
     if not s.xnor:  # an XNOR bit merges into the counter's LUTs
         ml, md = mult_cost(s.in_type.bits, wbits, family, constant_weights=depth == 1)
-        lut += s.pe * ml
-        dsp += s.pe * md
+        if md or depth == 1 or s.weight_type.bipolar or s.in_type.bipolar:
+            lut += s.pe * ml
+            dsp += s.pe * md
+        else:  # a LUT product into its accumulator: one multiply-accumulate, as the MVAU's
+            lut += dot_product_luts(s.pe, s.in_type.bits, wbits, acc_bits, family,
+                                    a_signed=s.in_type.signed)
     lut += s.pe * adder_luts(acc_bits, family)  # accumulator (the restart merges into it)
     # stage registers: input word, products, output word; counters and valid bits
     ff = (s.pe * (s.in_type.bits + acc_bits + s.out_type.bits) + 6
@@ -357,9 +369,9 @@ def _threshold_memory(s: Spec, family: str) -> tuple[int, int, float]:
     thr_type, words = memo_on_array(s.thresholds, ("vvau_words", s.xnor, s.positions, s.pe),
                                     lambda: threshold_words(s))
     width = s.pe * s.levels * thr_type.bits
-    lut, ff, bram = memory(width, s.nf, family, writable=False)
+    lut, ff, bram = threshold_rom(width, s.nf, family)
     if bram:
         return lut, ff, bram
     varying = memo_on_array(s.thresholds, ("vvau_varying", s.xnor, s.positions, s.pe),
                             lambda: _varying_bits(words, width))
-    return memory(varying, s.nf, family, writable=False)
+    return threshold_rom(varying, s.nf, family)
