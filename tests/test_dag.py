@@ -184,7 +184,7 @@ def test_lags_add_up_along_each_path():
 def _window_needs(spec) -> np.ndarray:
     """Per output word of a sliding window, the input words taken before it can leave:
     by brute force over the reference, marking each input word with its index."""
-    index = np.arange(spec.in_elems).reshape(1, -1) // spec.simd + 1
+    index = np.arange(spec.in_elems).reshape(1, -1) // spec.in_lanes + 1
     marked = swg.reference(dataclasses.replace(spec, dtype=IntType(32, False), pad_value=0),
                            index)[0].reshape(-1, spec.simd).max(axis=1)
     return np.maximum.accumulate(np.maximum(marked, 1))
@@ -193,18 +193,22 @@ def _window_needs(spec) -> np.ndarray:
 @pytest.mark.parametrize("geometry", [
     dict(h=6, w=5, k=3, s=1, p=1, c=4, simd=2), dict(h=8, w=6, k=1, s=2, p=0, c=2, simd=2),
     dict(h=9, w=7, k=3, s=2, p=1, c=3, simd=1), dict(h=7, w=7, k=2, s=2, p=0, c=4, simd=4),
-    dict(h=5, w=8, k=3, s=1, p=0, c=2, simd=1)])
+    dict(h=5, w=8, k=3, s=1, p=0, c=2, simd=1),
+    # several pixels per word: a kernel row, the whole window
+    dict(h=6, w=5, k=3, s=1, p=1, c=2, simd=6), dict(h=9, w=7, k=3, s=2, p=1, c=3, simd=27),
+    dict(h=5, w=8, k=3, s=1, p=0, c=1, simd=9), dict(h=7, w=7, k=2, s=2, p=0, c=4, simd=8)])
 def test_window_frame_lag_bounds_its_needs(geometry):
     g = geometry
     spec = swg.Spec("w", g["c"], g["h"], g["w"], g["k"], g["k"], UINT2, g["s"], g["s"],
                     g["p"], g["p"], g["p"], g["p"], simd=g["simd"])
     need = _window_needs(spec)
     k = np.arange(len(need))
-    exact = [Fraction(int(n), spec.in_elems // spec.simd) - Fraction(int(i) + 1, len(need))
+    in_words = spec.in_elems // spec.in_lanes
+    exact = [Fraction(int(n), in_words) - Fraction(int(i) + 1, len(need))
              for n, i in zip(need, k)]
     least, most = swg.frame_lag(spec)
-    assert max(exact) <= most < max(exact) + Fraction(spec.cf + 1, spec.in_elems // spec.simd)
-    assert most < Fraction(nodes.fill_words(spec), spec.in_elems // spec.simd)  # tighter
+    assert max(exact) <= most < max(exact) + Fraction(spec.cf + 1, in_words)
+    assert most < Fraction(nodes.fill_words(spec), in_words)  # tighter
     assert least <= min(_held_when_blocked(spec))
 
 
@@ -212,7 +216,7 @@ def _held_when_blocked(spec, stops=7) -> list[Fraction]:
     """Hold a window's output back at several points of a frame, input always valid;
     each time the input stops, ``taken / input words - (emitted + 1) / output words``."""
     dut = nodes.component(spec)
-    in_words, out_words = spec.in_elems // spec.simd, spec.out_elems // spec.simd
+    in_words, out_words = spec.in_elems // spec.in_lanes, spec.out_elems // spec.simd
     points = sorted({int(p) for p in np.random.default_rng(1).integers(0, out_words, stops)})
     held = []
 

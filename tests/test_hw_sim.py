@@ -139,6 +139,8 @@ NODE_CASES = {
     "swg_3x3_padded": lambda r: swg.Spec("swg", 4, 5, 7, 3, 3, IntType(3, True), 1, 1,
                                          1, 1, 1, 1, simd=2),
     "swg_3x3_stride2": lambda r: swg.Spec("swg", 3, 7, 6, 3, 3, BIPOLAR, 2, 2, simd=3),
+    "swg_3x3_taps": lambda r: swg.Spec("swg", 2, 6, 5, 3, 3, IntType(3, True), 2, 1,
+                                       1, 1, 0, 1, simd=18),  # a whole window per word
     "pool_max_2x2": lambda r: pool.Spec("pool", 4, 4, "max", IntType(4, True),
                                         IntType(4, True), windows=6, pe=2),
     "pool_global_sum": lambda r: pool.Spec("pool", 6, 16, "sum", IntType(3, False),

@@ -101,6 +101,8 @@ def test_windows_times_permuted_weights_is_the_convolution():
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"simd": 4}, r"SIMD=4 does not divide channels=6 \(choose SIMD from 1, 2, 3, 6\)"),
+    ({"simd": 12}, r"SIMD=12 is neither a divisor of channels=6 nor whole kernel columns or "
+                   r"rows of pixels \(3x3 kernel\) \(choose SIMD from 1, 2, 3, 6, 18, 54\)"),
     ({"k_h": 0}, r"k_h must be a positive integer, not 0"),
     ({"stride_w": 0}, r"stride_w must be a positive integer, not 0"),
     ({"pad_left": -1}, r"pad_left must be a non-negative integer, not -1"),
@@ -131,12 +133,15 @@ def test_bipolar_without_padding_or_padded_with_minus_one_is_fine():
 def test_fold_options_and_cycles():
     s = swg.Spec("w", 12, 6, 6, 3, 3, UINT4)
     options = swg.fold_options(s)
-    assert [o["simd"] for o in options] == [1, 2, 3, 4, 6, 12]
+    # channels, then a kernel row (3 pixels) and the whole window (9) per word
+    assert [o["simd"] for o in options] == [1, 2, 3, 4, 6, 12, 36, 108]
     for o in options:
         folded = dataclasses.replace(s, **o)
-        # output-bound: 4x4 windows of 3x3 pixels
-        assert folded.cycles() == 4 * 4 * 9 * 12 // o["simd"]
+        # 4x4 windows of 3x3 pixels out; 6x6 pixels in, at most one per word
+        in_words = 6 * 6 * 12 // min(o["simd"], 12)
+        assert folded.cycles() == max(in_words, 4 * 4 * 9 * 12 // o["simd"])
         assert swg.estimate(folded, "xc7").cycles == folded.cycles()
+    assert dataclasses.replace(s, simd=108).cycles() == 6 * 6  # input-bound
     input_bound = swg.Spec("w", 4, 8, 8, 1, 1, UINT4, 2, 2, simd=2)
     assert input_bound.cycles() == 8 * 8 * 2
 
@@ -147,6 +152,23 @@ def test_buffer_is_a_power_of_two_holding_a_window(geometry):
     s = swg.Spec("w", c, h, w, kh, kw, UINT4, sh, sw, *pads)
     depth = s.buffer_depth
     assert depth & (depth - 1) == 0 and depth >= s.span >= kw * c
+
+
+def test_taps_shape_the_words():
+    s = swg.Spec("w", 2, 6, 6, 3, 2, UINT4, simd=2)
+    row, rows = dataclasses.replace(s, simd=4), dataclasses.replace(s, simd=12)
+    assert (row.taps, row.tap_cols, row.tap_rows, row.in_lanes) == (2, 2, 1, 2)
+    assert rows.tap_offsets == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]
+    assert swg.Spec("w", 3, 6, 6, 1, 1, UINT4, simd=3).taps == 1
+    assert [o["simd"] for o in swg.fold_options(swg.Spec("w", 3, 6, 6, 1, 1, UINT4))] == [1, 3]
+
+
+def test_each_tap_costs_a_copy_of_the_buffer():
+    s = swg.Spec("w", 4, 10, 10, 3, 3, UINT4, 1, 1, 1, 1, 1, 1, simd=4)
+    one, window = swg.estimate(s, "xc7"), swg.estimate(dataclasses.replace(s, simd=36), "xc7")
+    assert window.cycles == 100 < one.cycles == 900
+    assert window.lut > one.lut and window.ff > one.ff
+    assert window.bram18 == 9 * one.bram18
 
 
 def test_cnv_sized_buffer_fits_block_ram():
@@ -192,6 +214,21 @@ def test_hardware_matches_reference(case, stall_in, stall_out, seed):
     # a lost or stuck word shows as no progress long before the default budget
     got = run_spec(spec, x, stall_in=stall_in, stall_out=stall_out, seed=seed,
                    max_cycles=2000 + 100 * spec.out_elems * x.shape[0] // spec.simd)
+    assert np.array_equal(got, swg.reference(spec, x))
+
+
+@settings(max_examples=25, deadline=None)
+@given(cases(), stalls, stalls, st.integers(0, 1000), st.data())
+def test_hardware_with_taps_matches_reference(case, stall_in, stall_out, seed, data):
+    """Several window pixels per word (kernel columns or rows, read through as many
+    ports), with padding, strides and stalls."""
+    spec, x = case
+    taps = [o["simd"] for o in swg.fold_options(spec) if o["simd"] > spec.channels]
+    if not taps:  # a 1x1 kernel: one pixel is a whole window
+        return
+    spec = dataclasses.replace(spec, simd=data.draw(st.sampled_from(taps)))
+    got = run_spec(spec, x, stall_in=stall_in, stall_out=stall_out, seed=seed,
+                   max_cycles=2000 + 100 * spec.cycles() * x.shape[0])
     assert np.array_equal(got, swg.reference(spec, x))
 
 
@@ -284,3 +321,18 @@ def test_steady_rate_is_the_estimate(geometry):
     c, h, w, kh, kw, sh, sw, pads = geometry
     s = swg.Spec("w", c, h, w, kh, kw, UINT4, sh, sw, *pads, simd=c // 2 or 1)
     assert steady_cycles_per_frame(s) == s.cycles()
+
+
+@pytest.mark.parametrize("geometry", [
+    (2, 10, 10, 3, 3, 1, 1, (0, 0, 0, 0)),
+    (3, 7, 5, 3, 3, 1, 1, (1, 1, 1, 1)),
+    (2, 8, 9, 3, 3, 2, 2, (1, 1, 1, 1)),
+    (1, 6, 8, 2, 4, 1, 2, (1, 0, 0, 3)),
+])
+def test_steady_rate_with_taps_is_the_estimate(geometry):
+    """Every wider word choice: one pixel in or one word out per cycle, whichever is busier."""
+    c, h, w, kh, kw, sh, sw, pads = geometry
+    s = swg.Spec("w", c, h, w, kh, kw, UINT4, sh, sw, *pads)
+    for simd in [o["simd"] for o in swg.fold_options(s) if o["simd"] > c]:
+        folded = dataclasses.replace(s, simd=simd)
+        assert steady_cycles_per_frame(folded) == folded.cycles(), simd

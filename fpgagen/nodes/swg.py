@@ -8,7 +8,15 @@ raster order the output holds its ``k_h x k_w`` window in ``(kh, kw, c)`` order:
 
 with ``pad_value`` (0 unless set; ``dtype.min`` pads a max pool) outside the image.
 That is the column order of an MVAU weight matrix ``(OC, KH*KW*IC)``. Dilation 1;
-padding smaller than the kernel. Folding: ``simd`` channels per word on both streams.
+padding smaller than the kernel.
+
+Folding: ``simd`` elements per output word. Up to ``channels`` (a divisor of it) they
+are channels of one pixel, and input words are as wide. Beyond, an output word holds
+``taps = simd / channels`` whole pixels of the window: a run of kernel columns of one
+kernel row (``taps`` divides ``k_w``) or whole kernel rows (``taps`` is a multiple of
+``k_w`` dividing ``k_h * k_w``), up to a whole window per word; input words are then
+one pixel each (``in_lanes = channels``). The reader reads the ``taps`` pixels through
+as many read ports of the line buffer (one copy of the buffer each in block RAM).
 
 Hardware: a circular buffer of ``buffer_depth`` input words in a ``Memory``. The
 writer stores input words in arrival order; the reader walks the windows with
@@ -73,7 +81,7 @@ class Spec:
     pad_left: int = 0
     pad_bottom: int = 0
     pad_right: int = 0
-    simd: int = 1  # channels per stream word
+    simd: int = 1  # elements per output word: channels, or whole pixels (taps)
     pad_value: int = 0  # what padding positions hold (dtype.min makes a max pool's -inf)
 
     def __post_init__(self):
@@ -83,7 +91,7 @@ class Spec:
             check_positive(n, getattr(self, what), what)
         for what in ("pad_top", "pad_left", "pad_bottom", "pad_right"):
             _check_non_negative(n, getattr(self, what), what)
-        check_divides(n, self.simd, self.channels, "SIMD", "channels")
+        self._check_simd()
         for side, pad, k, axis in (("top", self.pad_top, self.k_h, "k_h"),
                                    ("bottom", self.pad_bottom, self.k_h, "k_h"),
                                    ("left", self.pad_left, self.k_w, "k_w"),
@@ -105,6 +113,37 @@ class Spec:
             raise SpecError(f"padding value {self.pad_value} does not fit {self.dtype}",
                             where=n)
 
+    def _check_simd(self):
+        if self.simd in _simd_choices(self.channels, self.k_h, self.k_w):
+            return
+        if self.simd <= self.channels:
+            check_divides(self.name, self.simd, self.channels, "SIMD", "channels")
+        shown = ", ".join(map(str, _simd_choices(self.channels, self.k_h, self.k_w)))
+        raise SpecError(f"SIMD={self.simd} is neither a divisor of channels={self.channels} "
+                        f"nor whole kernel columns or rows of pixels ({self.k_h}x{self.k_w} "
+                        "kernel)", where=self.name, hint=f"choose SIMD from {shown}")
+
+    # ---- folding -------------------------------------------------------------
+    @property
+    def taps(self) -> int:
+        """Window pixels per output word (1 while ``simd`` is at most the channels)."""
+        return max(1, self.simd // self.channels)
+
+    @property
+    def tap_cols(self) -> int:
+        """Kernel columns an output word spans."""
+        return min(self.taps, self.k_w)
+
+    @property
+    def tap_rows(self) -> int:
+        """Kernel rows an output word spans."""
+        return max(1, self.taps // self.k_w)
+
+    @property
+    def tap_offsets(self) -> list[tuple[int, int]]:
+        """(row, column) of each of a word's pixels from its first, in window order."""
+        return [(j // self.tap_cols, j % self.tap_cols) for j in range(self.taps)]
+
     # ---- geometry ------------------------------------------------------------
     @property
     def padded(self) -> bool:
@@ -120,8 +159,8 @@ class Spec:
 
     @property
     def cf(self) -> int:
-        """Words per pixel (channel fold)."""
-        return self.channels // self.simd
+        """Input words per pixel (channel fold)."""
+        return self.channels // self.in_lanes
 
     @property
     def span(self) -> int:
@@ -173,14 +212,20 @@ class Spec:
 
     @property
     def in_lanes(self) -> int:
-        return self.simd
+        return min(self.simd, self.channels)
 
     @property
     def out_lanes(self) -> int:
         return self.simd
 
     def cycles(self) -> int:
-        return max(self.in_elems, self.out_elems) // self.simd
+        return max(self.in_elems // self.in_lanes, self.out_elems // self.simd)
+
+
+def _simd_choices(channels: int, k_h: int, k_w: int) -> list[int]:
+    """Divisors of the channels, then whole pixels: columns of a kernel row, then rows."""
+    taps = divisors(k_w)[1:] + [r * k_w for r in divisors(k_h)[1:]]
+    return divisors(channels) + [t * channels for t in taps]
 
 
 def reference(spec: Spec, x: np.ndarray) -> np.ndarray:
@@ -214,7 +259,7 @@ class Component(wiring.Component):
     def __init__(self, spec: Spec):
         self.spec = spec
         super().__init__({
-            "i": In(lane_stream(spec.dtype, spec.simd)),
+            "i": In(lane_stream(spec.dtype, spec.in_lanes)),
             "o": Out(lane_stream(spec.dtype, spec.simd)),
         })
 
@@ -225,12 +270,14 @@ class Component(wiring.Component):
         abits = (depth - 1).bit_length()
         moves = s.advances
         first_lead = (s.pad_top * w + s.pad_left) * cf  # the first window starts above/left
-        bound = s.in_elems // s.simd + 2 * depth + max(abs(v) for v in moves.values())
+        in_words = s.in_elems // s.in_lanes
+        bound = in_words + 2 * depth + max(abs(v) for v in moves.values())
+        cols, rows = s.tap_cols, s.tap_rows  # the kernel pixels one output word spans
 
-        m.submodules.buffer = mem = Memory(shape=unsigned(s.simd * s.dtype.bits),
+        m.submodules.buffer = mem = Memory(shape=unsigned(s.in_lanes * s.dtype.bits),
                                            depth=depth, init=[])
         wport = mem.write_port()
-        rport = mem.read_port(domain="sync")
+        rports = [mem.read_port(domain="sync") for _ in range(s.taps)]
 
         lead = Signal(signed(bound.bit_length() + 1), init=first_lead)
         # words written into the frame the reader is in: its padding waits for one
@@ -262,23 +309,28 @@ class Component(wiring.Component):
         x0 = Signal(range(-s.pad_left, x_last + 1), init=-s.pad_left)
         y0 = Signal(range(-s.pad_top, y_last + 1), init=-s.pad_top)
 
-        outside = []
-        if s.pad_left:
-            outside.append(x < 0)
-        if s.pad_right:
-            outside.append(x >= w)
-        if s.pad_top:
-            outside.append(y < 0)
-        if s.pad_bottom:
-            outside.append(y >= s.ifm_h)
-        is_pad = Signal()
-        if outside:
-            m.d.comb += is_pad.eq(Cat(*outside).any())
+        # per pixel of the word: padding, or readable (its offset within what is written)
+        pads, readable = [], []
+        for j, (dy, dx) in enumerate(s.tap_offsets):
+            outside = []
+            if s.pad_left:
+                outside.append(x + dx < 0)
+            if s.pad_right:
+                outside.append(x + dx >= w)
+            if s.pad_top:
+                outside.append(y + dy < 0)
+            if s.pad_bottom:
+                outside.append(y + dy >= s.ifm_h)
+            is_pad = Signal(name=f"is_pad_{j}")
+            if outside:
+                m.d.comb += is_pad.eq(Cat(*outside).any())
+            pads.append(is_pad)
+            readable.append(Mux(is_pad, into_frame > 0, offset + (dy * w + dx) * cf < lead))
 
         issue = Signal()
-        m.d.comb += issue.eq(advance & Mux(is_pad, into_frame > 0, offset < lead))
+        m.d.comb += issue.eq(advance & Cat(*readable).all())
 
-        last_c, last_kw, last_kh = c == cf - 1, kw == s.k_w - 1, kh == s.k_h - 1
+        last_c, last_kw, last_kh = c == cf - 1, kw == s.k_w - cols, kh == s.k_h - rows
         last_ox, last_oy = ox == s.out_w - 1, oy == s.out_h - 1
         row_end = last_c & last_kw
         window_end = row_end & last_kh
@@ -295,19 +347,19 @@ class Component(wiring.Component):
 
         m.d.sync += lead.eq(lead + accept - Mux(moving, move, 0))
         next_frame = moving & last_ox & last_oy
-        m.d.sync += into_frame.eq(into_frame + accept - Mux(next_frame, s.in_elems // s.simd, 0))
+        m.d.sync += into_frame.eq(into_frame + accept - Mux(next_frame, in_words, 0))
         with m.If(moving):
             m.d.sync += base.eq(base + move)  # modulo the power-of-two depth
 
         with m.If(issue):
             m.d.sync += c.eq(Mux(last_c, 0, c + 1))
             with m.If(last_c):
-                m.d.sync += [kw.eq(Mux(last_kw, 0, kw + 1)), x.eq(x + 1)]
-            with m.If(~row_end):
-                m.d.sync += offset.eq(offset + 1)
-            with m.Elif(~last_kh):  # next row of the window
-                m.d.sync += [offset.eq(offset + (w - s.k_w) * cf + 1), kh.eq(kh + 1),
-                             x.eq(x0), y.eq(y + 1)]
+                m.d.sync += [kw.eq(Mux(last_kw, 0, kw + cols)), x.eq(x + cols)]
+            with m.If(~row_end):  # cols > 1 only when cf == 1
+                m.d.sync += offset.eq(offset + cols)
+            with m.Elif(~last_kh):  # next row(s) of the window
+                m.d.sync += [offset.eq(offset + (rows * w - s.k_w + cols) * cf - cf + 1),
+                             kh.eq(kh + rows), x.eq(x0), y.eq(y + rows)]
             with m.Else():  # next window
                 m.d.sync += [offset.eq(0), kh.eq(0)]
                 with m.If(~last_ox):
@@ -321,23 +373,27 @@ class Component(wiring.Component):
                     with m.Else():
                         m.d.sync += [oy.eq(0), y0.eq(-s.pad_top), y.eq(-s.pad_top)]
 
-        m.d.comb += [rport.addr.eq(base + offset), rport.en.eq(advance)]
+        for rport, (dy, dx) in zip(rports, s.tap_offsets):
+            m.d.comb += [rport.addr.eq(base + offset + (dy * w + dx) * cf),
+                         rport.en.eq(advance)]
 
-        # ---- S1: the word read, or a padding zero; output register -------------
-        v1, pad1 = Signal(), Signal()
+        # ---- S1: the pixels read, or padding; output register --------------------
+        v1 = Signal()
+        pad1 = [Signal(name=f"pad1_{j}") for j in range(s.taps)]
         lane_bits = int(s.dtype.encode(s.pad_value)) if s.padded else 0
-        pad_word = Const(sum(lane_bits << (k * s.dtype.bits) for k in range(s.simd)),
-                         unsigned(s.simd * s.dtype.bits))
+        pad_word = Const(sum(lane_bits << (k * s.dtype.bits) for k in range(s.in_lanes)),
+                         unsigned(s.in_lanes * s.dtype.bits))
         with m.If(advance):
-            m.d.sync += [v1.eq(issue), pad1.eq(is_pad)]
+            m.d.sync += [v1.eq(issue)] + [p1.eq(p) for p1, p in zip(pad1, pads)]
             m.d.sync += self.o.valid.eq(v1)
             with m.If(v1):
-                m.d.sync += self.o.payload.eq(Mux(pad1, pad_word, rport.data))
+                m.d.sync += self.o.payload.eq(Cat(*(Mux(p1, pad_word, rport.data)
+                                                    for p1, rport in zip(pad1, rports))))
         return m
 
 
 def fold_options(spec: Spec) -> list[dict]:
-    return [{"simd": simd} for simd in divisors(spec.channels)]
+    return [{"simd": simd} for simd in _simd_choices(spec.channels, spec.k_h, spec.k_w)]
 
 
 def fill_words(spec: Spec) -> int:
@@ -353,7 +409,8 @@ def frame_lag(spec: Spec) -> tuple[Fraction, Fraction]:
     word needs its pixel and every pixel an earlier word needed (the output is in order;
     padding needs none), so a window waits for its last real pixel, and a strided window
     runs ahead of its input in frame position (it skips rows). The least is also
-    what a blocked window holds, which its writer fills to the buffer's depth.
+    what a blocked window holds, which its writer fills to the buffer's depth. A word
+    of several pixels (``taps``) needs what its last pixel needs.
     """
     s = spec
     oy, ox, kh, kw = np.meshgrid(np.arange(s.out_h), np.arange(s.out_w), np.arange(s.k_h),
@@ -361,7 +418,8 @@ def frame_lag(spec: Spec) -> tuple[Fraction, Fraction]:
     y, x = oy * s.stride_h + kh - s.pad_top, ox * s.stride_w + kw - s.pad_left
     real = (y >= 0) & (y < s.ifm_h) & (x >= 0) & (x < s.ifm_w)
     last = np.maximum.accumulate(np.where(real, y * s.ifm_w + x, -1).ravel())
-    in_words, out_words, cf = s.in_elems // s.simd, s.out_elems // s.simd, s.cf
+    last = last.reshape(-1, s.taps)[:, -1]  # q: a word's pixels, from here on
+    in_words, out_words, cf = s.in_elems // s.in_lanes, s.out_elems // s.simd, s.cf
     q = np.arange(last.size, dtype=np.int64)
     # the word c of position q needs at most (last + 1) * cf words and at least
     # last * cf + c + 1 when last is its own pixel; linear in c, so its ends bound it
@@ -370,6 +428,7 @@ def frame_lag(spec: Spec) -> tuple[Fraction, Fraction]:
     # blocked at position q it holds at least what q needed, and its writer goes on
     # until the buffer holds ``buffer_depth`` words from the window's first
     corner = ((oy * s.stride_h - s.pad_top) * s.ifm_w + ox * s.stride_w - s.pad_left).ravel()
+    corner = corner.reshape(-1, s.taps)[:, 0]
     held = np.maximum(np.maximum(last, 0) * cf, corner * cf + s.buffer_depth)
     least = (held * out_words - (q + 1) * cf * in_words).min()
     scale = in_words * out_words
@@ -377,19 +436,22 @@ def frame_lag(spec: Spec) -> tuple[Fraction, Fraction]:
 
 
 def estimate(spec: Spec, family: str) -> Cost:
+    """One copy of the line buffer per read port (``taps``), each tap's address adder,
+    readable compare and padding checks."""
     s = spec
     width = s.simd * s.dtype.bits
-    mem_lut, bram = memory_cost(width, s.buffer_depth, family)
+    mem_lut, bram = memory_cost(s.in_lanes * s.dtype.bits, s.buffer_depth, family)
+    mem_lut, bram = mem_lut * s.taps, bram * s.taps
     abits = (s.buffer_depth - 1).bit_length()
     lead_bits = abits + 2
     counter_bits = sum(max(1, (n - 1).bit_length()) for n in
                        (s.cf, s.k_w, s.k_h, s.out_w, s.out_h, s.span))
     coord_bits = 4 * max(2, (max(s.ifm_h, s.ifm_w) + max(s.k_h, s.k_w)).bit_length() + 1)
     lut = mem_lut + adder_luts(counter_bits + coord_bits, family)
-    lut += 2 * adder_luts(abits, family) + 2 * adder_luts(lead_bits, family)  # pointers, lead
-    lut += compare_luts(lead_bits, family) * 2  # readable? writable?
+    lut += (1 + s.taps) * adder_luts(abits, family) + 2 * adder_luts(lead_bits, family)
+    lut += compare_luts(lead_bits, family) * (1 + s.taps)  # readable? writable?
     if s.padded:
-        lut += width + 4 * compare_luts(coord_bits // 4, family)  # zero the padding
+        lut += width + 4 * s.taps * compare_luts(coord_bits // 4, family)  # the padding
     lut += 20  # control
     ff = counter_bits + coord_bits + 2 * abits + lead_bits + 2 * width + 4
     return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=bram, dsp=0)
