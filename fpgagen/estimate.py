@@ -53,9 +53,10 @@ def _lutram_shapes(family: str, single_port: bool) -> list[tuple[int, int, int, 
 
 
 def memory_placement(width: int, depth: int, family: str, *, writable: bool = True,
-                     single_port: bool = False) -> tuple[str, int]:
+                     single_port: bool = False, block_ram: bool = True) -> tuple[str, int]:
     """Where Yosys puts a depth x width memory: ``("logic" | "distributed" | "block",
-    cells)`` (cells: LUTRAM cells or block RAM units, 0 for logic)."""
+    cells)`` (cells: LUTRAM cells or block RAM units, 0 for logic). ``block_ram=False``:
+    a memory read asynchronously, which block RAM cannot hold."""
     bits = width * depth
     best = ("logic", 0, bits * (1.0 if writable else _ROM_LOGIC_COST.get(family, 1 / 16)))
     for d, w, cost, _ in (_lutram_shapes(family, single_port) if writable else []):
@@ -63,7 +64,7 @@ def memory_placement(width: int, depth: int, family: str, *, writable: bool = Tr
         best = min(best, ("distributed", cells, cost * cells + mux + _READ_PORT_COST),
                    key=lambda c: c[2])
     unit_cost, shapes = _BLOCK.get(family, _BLOCK["xc7"])
-    for d, w in shapes:
+    for d, w in (shapes if block_ram else []):
         cells, mux = _tiles(width, depth, d, w)
         best = min(best, ("block", cells, unit_cost * cells + mux + _READ_PORT_COST),
                    key=lambda c: c[2])
@@ -94,7 +95,8 @@ def _lutram_luts(width: int, depth: int, family: str, single_port: bool = False)
 
 
 def memory(width: int, depth: int, family: str, *, writable: bool = True,
-           sync_read: bool = True, single_port: bool = False) -> tuple[int, int, float]:
+           sync_read: bool = True, single_port: bool = False, block_ram: bool = True
+           ) -> tuple[int, int, float]:
     """(luts, ffs, bram18) of a RAM (or, ``writable=False``, a ROM) of depth x width.
 
     Placed as Yosys places it (``memory_placement``). Block RAM is counted in 18 Kb
@@ -102,13 +104,14 @@ def memory(width: int, depth: int, family: str, *, writable: bool = True,
     ``rom_logic_luts``; a RAM is distributed RAM, or flip-flops and read multiplexers.
     A synchronous read port outside block RAM adds its output register.
     ``single_port``: read and written at one address (denser distributed RAM cells).
+    ``block_ram=False``: read asynchronously (an iCE40 FIFO of that kind is flip-flops).
     """
     if width <= 0 or depth <= 0:
         return 0, 0, 0
     if not writable and depth == 1:
         return 0, 0, 0
     where, cells = memory_placement(width, depth, family, writable=writable,
-                                    single_port=single_port)
+                                    single_port=single_port, block_ram=block_ram)
     if where == "block":
         return 0, 0, round(cells * EBR_IN_BRAM18, 3) if family == "ice40" else cells
     ffs = width if sync_read else 0

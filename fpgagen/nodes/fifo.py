@@ -122,7 +122,8 @@ def estimate(spec: Spec, family: str) -> Cost:
     s = spec
     ptr = max(1, (s.depth - 1).bit_length())
     if s.distributed:  # asynchronous read: no read register
-        mem_lut, mem_ff, bram = memory(s.width, s.depth, family, sync_read=False)
+        mem_lut, mem_ff, bram = memory(s.width, s.depth, family, sync_read=False,
+                                       block_ram=False)
         ff = 3 * ptr + 1 + mem_ff
     else:  # synchronous read of depth - 1 words plus the output register
         mem_lut, mem_ff, bram = memory(s.width, s.depth - 1, family)
