@@ -202,9 +202,11 @@ def mult_cost(a_bits: int, b_bits: int, family: str, *, constant_weights: bool =
 # from partial-product bits and full adders, so each term costs per partial-product
 # bit, per sum bit, and per sum bit again when the input is signed (its sign bit is
 # extended across the sum). Fitted on xc7 over MVAUs of uint2/int2/uint4 inputs and
-# int2/int4/bipolar weights (docs/calibration.md); LUT4 parts need about 1.4x the LUTs.
+# int2/int4/bipolar weights (docs/calibration.md). iCE40 (synth_ice40, abc -lut 4) needs
+# only 0.8x: measured on tfc_2w2a and a 2-bit MLP (0.6x..1.0x per MVAU); ECP5 puts
+# these products in DSPs.
 _DOT_PER_TERM = (1.8, 0.68, 1.11)  # x (a*b, sum bits, sum bits if the input is signed)
-_LUT4_FACTOR = 1.4
+_LUT4_FACTOR = 0.8
 
 
 def dot_product_luts(terms: int, a_bits: int, b_bits: int, sum_bits: int, family: str,
