@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 
 import pytest
 from conftest import DIGITS_MODEL, run_cli
+from onnxgen import save
+from test_cnn import tiny_cnn
+
+from fpgagen import boards, nodes
+from fpgagen.frontend import load_model, lower
+from fpgagen.nodes import swg
 
 
 def build(tmp_path, name, *args):
@@ -75,3 +83,31 @@ def test_fit_uses_the_whole_board(tmp_path):
 def test_fit_and_target_are_exclusive(tmp_path):
     out, proc = build(tmp_path, "a", "--fit", "--target-fps", "1000")
     assert proc.returncode == 2 and "either --target-fps or --fit" in proc.stderr
+
+
+def test_target_fps_widens_the_window_beyond_its_channels(tmp_path):
+    """A 3-channel first convolution: with one pixel's channels per word its window takes
+    6*7 windows x 9 words a frame, more than 1M frames/s at 100 MHz allow; several
+    window pixels per word reach it, bit-exact under stalls and at the estimated rate."""
+    fps, clock = 1_000_000, boards.get("pynq-z2").clock_mhz
+    budget = math.floor(clock * 1e6 / fps)
+    model = save(tiny_cnn(channels=(3, 4), size=(6, 7)), tmp_path / "cnn.onnx")
+    window = next(n.spec for n in lower(load_model(model)).nodes if isinstance(n.spec, swg.Spec)
+                  and n.spec.channels == 3)
+    per_pixel = [dataclasses.replace(window, **o) for o in swg.fold_options(window)
+                 if o["simd"] <= window.channels]  # what the window could do before
+    assert per_pixel and all(nodes.estimate(w, "xc7").cycles > budget for w in per_pixel)
+    out = tmp_path / "out"
+    proc = run_cli("build", "-q", str(model), "-o", str(out), "--board", "pynq-z2",
+                   "--target-fps", str(fps))
+    assert proc.returncode == 0, proc.stderr
+    folding = json.loads((out / "folding.json").read_text())
+    assert folding[window.name]["simd"] > 3  # whole pixels per word
+    report = json.loads((out / "report.json").read_text())
+    assert report["throughput_fps"] >= fps
+    proc = run_cli("sim", str(out), "--count", "12")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    res = json.loads((out / "sim" / "results.json").read_text())
+    assert res["frames"] == 12 and res["mismatches"] == 0 and res["stall"] > 0
+    est = res["estimated_cycles_per_frame"]
+    assert est <= budget and abs(res["cycles_per_frame"] - est) <= 0.05 * est

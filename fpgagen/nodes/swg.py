@@ -396,6 +396,12 @@ def fold_options(spec: Spec) -> list[dict]:
     return [{"simd": simd} for simd in _simd_choices(spec.channels, spec.k_h, spec.k_w)]
 
 
+def narrow_fold_options(spec: Spec) -> list[dict]:
+    """Within one pixel: wider words cost a copy of the line buffer per pixel, so folding
+    takes them only for a budget that needs them (``passes/fold.py``)."""
+    return [{"simd": simd} for simd in divisors(spec.channels)]
+
+
 def fill_words(spec: Spec) -> int:
     """The writer runs up to the line buffer's depth ahead; then issue and output registers."""
     return spec.buffer_depth + 2

@@ -4,6 +4,11 @@ With a cycle budget per frame, each node gets the cheapest folding (estimated LU
 then BRAM) that meets it; the throughput is set by the slowest node, so there is no
 gain in making any node faster than the budget. Without a budget, the fastest budget
 whose estimated total fits the board's share is chosen.
+
+Wide options (a kind's ``narrow_fold_options`` leaves them out: a sliding window's
+several pixels per word, each another copy of its line buffer) are for budgets that
+need them: ``--target-fps`` and ``--fit`` take them where the budget asks, the default
+folding never does, and lane matching never widens a window into them.
 """
 
 from __future__ import annotations
@@ -21,17 +26,19 @@ BOARD_SHARE_BRAM = 0.8
 MAX_LANE_BITS = 1 << 16  # cap on PE*SIMD*bits per node for the default folding
 
 
-def _options(spec):
+def _options(spec, *, wide: bool = True):
     module = nodes.module_for(spec)
     if not hasattr(module, "fold_options"):
         return [spec]
-    return [dataclasses.replace(spec, **opt) for opt in module.fold_options(spec)]
+    options = module.narrow_fold_options(spec) \
+        if not wide and hasattr(module, "narrow_fold_options") else module.fold_options(spec)
+    return [dataclasses.replace(spec, **opt) for opt in options]
 
 
-def _best(spec, budget: int, family: str, **fixed):
+def _best(spec, budget: int, family: str, wide: bool = True, **fixed):
     """The cheapest folding within ``budget`` (among those with the ``fixed`` fields)."""
     best, best_key = None, None
-    for cand in _options(spec):
+    for cand in _options(spec, wide=wide):
         if any(getattr(cand, k) != v for k, v in fixed.items()):
             continue
         cost = nodes.estimate(cand, family)
@@ -43,25 +50,26 @@ def _best(spec, budget: int, family: str, **fixed):
     return best
 
 
-def min_cycles(graph: Graph, family: str) -> int:
+def min_cycles(graph: Graph, family: str, *, wide: bool = True) -> int:
     """The fewest cycles per frame any folding reaches (the slowest node, fully parallel)."""
-    return max(min(nodes.estimate(c, family).cycles for c in _options(n.spec))
+    return max(min(nodes.estimate(c, family).cycles for c in _options(n.spec, wide=wide))
                for n in graph.nodes)
 
 
-def fold_for_cycles(graph: Graph, budget: int, family: str) -> Graph:
+def fold_for_cycles(graph: Graph, budget: int, family: str, *, wide: bool = True) -> Graph:
     specs = {}
     for node in graph.nodes:
-        spec = _best(node.spec, budget, family)
+        spec = _best(node.spec, budget, family, wide)
         if spec is None:
-            fastest = min(nodes.estimate(c, family).cycles for c in _options(node.spec))
+            fastest = min(nodes.estimate(c, family).cycles
+                          for c in _options(node.spec, wide=wide))
             raise FoldingError(f"needs at least {fastest} cycles per frame even fully "
                                f"parallel; the target allows {budget}",
                                where=f"node '{node.name}'",
                                hint="lower --target-fps or raise --clock-mhz")
         specs[node.name] = spec
     specs = differential.match_groups(
-        graph, specs, fit=lambda spec, simd: _best(spec, budget, family, simd=simd))
+        graph, specs, fit=lambda spec, simd: _best(spec, budget, family, wide, simd=simd))
     specs = _match_lanes(graph, specs, budget, family)
     return _with_specs(graph, specs)
 
@@ -118,7 +126,8 @@ def _match_lanes(graph: Graph, specs: dict, budget: int, family: str) -> dict:
             producer, reader = made.get(node.inputs[0]), read.get(node.outputs[0])
             want_in = lanes(*producer, nodes.out_ports) if producer else None
             want_out = lanes(*reader, nodes.in_ports) if reader else None
-            fits = [(c, cost) for c in _options(spec)  # the same elements, other lanes
+            wide = spec not in _options(spec, wide=False)  # the budget asked for it
+            fits = [(c, cost) for c in _options(spec, wide=wide)  # other lanes
                     if _port_types(c) == _port_types(spec)
                     and (cost := nodes.estimate(c, family)).cycles <= budget]
             if fits:
@@ -133,27 +142,27 @@ def _lane_bits(spec) -> int:
 
 
 def fold_to_fit(graph: Graph, board, lut_share: float = BOARD_SHARE_LUT,
-                bram_share: float = BOARD_SHARE_BRAM) -> Graph:
-    """Fastest folding whose estimate fits the board's share (the default: half its LUTs;
-    ``--fit``: all of them)."""
+                bram_share: float = BOARD_SHARE_BRAM, *, wide: bool = False) -> Graph:
+    """Fastest folding whose estimate fits the board's share (the default: half its LUTs,
+    narrow options only; ``--fit``: all of them, wide options too)."""
     family = board.family
     slowest = max(nodes.estimate(n.spec, family).cycles for n in graph.nodes)
-    fastest = min_cycles(graph, family)
+    fastest = min_cycles(graph, family, wide=wide)
     budgets, b = [], fastest
     while b < slowest:
         budgets.append(b)
         b = max(b + 1, math.ceil(b * 1.25))
     budgets.append(slowest)
     for budget in budgets:
-        folded = fold_for_cycles(graph, budget, family)
+        folded = fold_for_cycles(graph, budget, family, wide=wide)
         costs = [nodes.estimate(n.spec, family) for n in folded.nodes]
         lut = sum(c.lut for c in costs)
         bram = sum(c.bram18 for c in costs)
-        wide = max(_lane_bits(n.spec) for n in folded.nodes)
+        widest = max(_lane_bits(n.spec) for n in folded.nodes)
         if (lut <= lut_share * board.lut and bram <= bram_share * board.bram18
-                and wide <= MAX_LANE_BITS):
+                and widest <= MAX_LANE_BITS):
             return folded
-    return fold_for_cycles(graph, slowest, family)
+    return fold_for_cycles(graph, slowest, family, wide=wide)
 
 
 def apply(graph: Graph, *, board, target_fps: float | None = None,
@@ -211,7 +220,7 @@ def _choose(graph, board, target_fps, clock_mhz, fit) -> tuple[Graph, bool]:
     if fit and target_fps is not None:
         raise FoldingError("give either --target-fps or --fit, not both")
     if fit:
-        return fold_to_fit(graph, board, lut_share=1.0, bram_share=1.0), True
+        return fold_to_fit(graph, board, lut_share=1.0, bram_share=1.0, wide=True), True
     if target_fps is not None:
         if not target_fps > 0:
             raise FoldingError(f"--target-fps must be positive, not {target_fps}")
