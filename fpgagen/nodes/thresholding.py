@@ -199,17 +199,24 @@ def _varying(s: Spec, t_type: IntType) -> tuple[int, int]:
 def estimate(spec: Spec, family: str) -> Cost:
     """Resources: the comparisons (a carry chain each, or against a constant a LUT per
     LUT-input's worth of bits), the count as a popcount of the comparisons' bits, and the
-    memory of the thresholds that vary between channel groups. Measured on xc7 on
-    small_mobilenet's 255-level requantisation (docs/calibration.md)."""
+    memory of the thresholds that vary between channel groups; constant thresholds on an
+    input no wider than a LUT are one LUT per output bit. Measured on xc7 on the
+    255-level requantisation of small_mobilenet and small_resnet's 15-level 5-bit one
+    (docs/calibration.md)."""
     s = spec
     t_type = smallest_type(min(int(s.thresholds.min()), 0), int(s.thresholds.max()))
     t_bits = t_type.bits
     varying, varying_bits = memo_on_array(s.thresholds, ("thr_varying", s.pe),
                                           lambda: _varying(s, t_type))
     constant = s.pe * s.levels - varying
-    lut = varying * compare_luts(t_bits, family) + constant * -(-t_bits // lut_inputs(family))
-    lut += s.pe * popcount_luts(s.levels, family, constant_weights=True)  # the count
-    lut += s.pe * adder_luts(s.out_type.bits, family)  # + out_base
+    if not varying and s.in_type.bits <= lut_inputs(family):
+        # every output bit a function of one LUT's inputs: ABC collapses the cone
+        lut = s.pe * s.out_type.bits
+    else:
+        lut = (varying * compare_luts(t_bits, family)
+               + constant * -(-t_bits // lut_inputs(family)))
+        lut += s.pe * popcount_luts(s.levels, family, constant_weights=True)  # the count
+        lut += s.pe * adder_luts(s.out_type.bits, family)  # + out_base
     ml, mf, mb = memory(s.pe * s.levels * t_bits, s.nf, family, writable=False)
     if not mb:  # in logic: only the bits that vary cost
         ml, mf, mb = memory(varying_bits, s.nf, family, writable=False)
