@@ -16,7 +16,8 @@ from dag_graphs import attention, prepared, residual_block, values
 from streamsim import run_top
 
 import fpgagen
-from fpgagen import delta_stats, host, nodes, reference, zoo
+from fpgagen import boards, delta_stats, host, nodes, reference, zoo
+from fpgagen.build import compile_graph
 from fpgagen.dtypes import IntType
 from fpgagen.errors import FpgagenError
 from fpgagen.ir import Graph, Node, Tensor
@@ -208,3 +209,19 @@ def test_a_plain_folding_applies_to_the_differential_build():
     x = repeating(np.random.default_rng(7), IntType(2, False), 2, 6, 8)
     got, _ = run_top(prepared(mixed), x, stall_in=0.3, stall_out=0.3, seed=8)
     assert np.array_equal(got, reference.run_hw(plain, x))
+
+
+def test_a_plain_builds_folding_file_applies_to_the_digits_cnn():
+    """Today's use: fold plain, feed its folding.json to the differential build; a
+    SIMD whose wire word would pass 64 bits becomes the largest group that fits."""
+    board = boards.get("pynq-z2")
+    plain = compile_graph(CNN_MODEL, board=board, target_fps=20000).meta["folding"]
+    graph = compile_graph(CNN_MODEL, board=board, attention="differential", folding=plain)
+    for unit in delta_stats.units(graph):
+        want, got = plain[unit.name], unit.spec
+        fmt = unit.spec.fmt
+        assert got.pe == want["pe"]
+        assert got.simd == delta.largest_group(fmt.channels, fmt.x_type, fmt.narrow_bits,
+                                               want["simd"])
+        assert delta_stats.encoder_of(graph, unit).spec.simd == got.simd
+    assert any(u.spec.simd < plain[u.name]["simd"] for u in delta_stats.units(graph))
