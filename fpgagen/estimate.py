@@ -200,21 +200,22 @@ def mult_cost(a_bits: int, b_bits: int, family: str, *, constant_weights: bool =
 # A dot product of LUT products with weights read from memory: Yosys' alumacc merges
 # the products and their adder tree into one multiply-accumulate that maccmap builds
 # from partial-product bits and full adders, so each term costs per partial-product
-# bit, per sum bit, and per sum bit again when the input is signed (its sign bit is
-# extended across the sum). Fitted on xc7 over MVAUs of uint2/int2/uint4 inputs and
-# int2/int4/bipolar weights (docs/calibration.md). iCE40 (synth_ice40, abc -lut 4) needs
-# only 0.8x: measured on tfc_2w2a and a 2-bit MLP (0.6x..1.0x per MVAU); ECP5 puts
+# bit, per sum bit, and per partial-product bit again when the input is signed (a
+# signed x signed product needs its sign corrections). Fitted on xc7 over 21 MVAUs
+# (uint2/int2/uint4/int4 inputs, int2/int4 weights, SIMD 1 to 56, PE 1 to 4: -11%..+14%
+# per node but two of under 120 LUTs, docs/calibration.md). iCE40 (synth_ice40,
+# abc -lut 4) needs LUT4_DOT_FACTOR of that (tfc_2w2a and a 2-bit MLP); ECP5 puts
 # these products in DSPs.
-_DOT_PER_TERM = (1.8, 0.68, 1.11)  # x (a*b, sum bits, sum bits if the input is signed)
-_LUT4_FACTOR = 0.8
+_DOT_PER_TERM = (2.64, 0.21, 2.51)  # x (a*b, sum bits, a*b if the input is signed)
+LUT4_DOT_FACTOR = 0.85
 
 
 def dot_product_luts(terms: int, a_bits: int, b_bits: int, sum_bits: int, family: str,
                      *, a_signed: bool) -> int:
     """LUTs of ``terms`` LUT products a x b summed into ``sum_bits`` (not in DSPs)."""
     per_ab, per_sum, per_signed = _DOT_PER_TERM
-    per_term = per_ab * a_bits * b_bits + (per_sum + per_signed * a_signed) * sum_bits
-    scale = 1.0 if lut_inputs(family) == 6 else _LUT4_FACTOR
+    per_term = (per_ab + per_signed * a_signed) * a_bits * b_bits + per_sum * sum_bits
+    scale = 1.0 if lut_inputs(family) == 6 else LUT4_DOT_FACTOR
     return math.ceil(terms * per_term * scale)
 
 

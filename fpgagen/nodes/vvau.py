@@ -45,6 +45,7 @@ from ..estimate import (
     lut_inputs,
     memory,
     mult_cost,
+    popcount_luts,
     threshold_rom,
 )
 from ..hw.primitives import REGISTER_WORDS, adder_tree, pack_words, running_words
@@ -359,7 +360,7 @@ def _activation_luts(s: Spec, acc_bits: int, family: str) -> int:
         compare = -(-acc_bits // lut_inputs(family))
     else:
         compare = compare_luts(acc_bits, family)
-    count = (s.levels - 1) * adder_luts(s.levels.bit_length(), family) // 2
+    count = popcount_luts(s.levels, family, constant_weights=True)  # as thresholding's
     return s.levels * compare + count + adder_luts(s.out_type.bits, family)
 
 
