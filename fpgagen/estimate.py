@@ -219,6 +219,18 @@ def dot_product_luts(terms: int, a_bits: int, b_bits: int, sum_bits: int, family
     return math.ceil(terms * per_term * scale)
 
 
+# A LUT product whose sum is only its own accumulator (a VVAU lane, a matmul with one
+# product per lane): no adder tree to merge into, about 1.5 LUTs per partial-product
+# bit (xc7: the ViT's matmuls 1.4-1.6, small_mobilenet's VVAUs about 1.1).
+_ACCUMULATED_PRODUCT_PER_BIT = 1.5
+
+
+def accumulated_product_luts(a_bits: int, b_bits: int, family: str) -> int:
+    """LUTs of one a x b LUT product feeding an accumulator (not in a DSP)."""
+    scale = 1.0 if lut_inputs(family) == 6 else LUT4_DOT_FACTOR
+    return math.ceil(_ACCUMULATED_PRODUCT_PER_BIT * a_bits * b_bits * scale)
+
+
 # LUTs per adder bit of an adder tree (LUT4: one LUT per carry-chain bit).
 ADDER_TREE_PER_BIT = {"xc7": 1.15, "xcup": 1.15, "ecp5": 1.0, "ice40": 1.0}
 # ... and of a tree whose adders grow a bit per level (``term_bits`` given): fitted on

@@ -49,7 +49,13 @@ from amaranth.lib.wiring import In, Out
 
 from ..dtypes import MAX_BITS, IntType, smallest_type
 from ..errors import SpecError
-from ..estimate import adder_luts, adder_tree_luts, memory_cost, mult_cost
+from ..estimate import (
+    accumulated_product_luts,
+    adder_luts,
+    adder_tree_luts,
+    memory_cost,
+    mult_cost,
+)
 from ..hw.primitives import adder_tree
 from .base import (
     Cost,
@@ -449,6 +455,8 @@ def estimate(spec: Spec, family: str) -> Cost:
     acc_bits = s.out_type.bits
     ab, bb = s.a_type.bits, s.b_type.bits
     ml, md = mult_cost(ab, bb, family)
+    if not md and s.simd == 1:  # each product only feeds its accumulator
+        ml = accumulated_product_luts(ab, bb, family)
     products = s.pe * s.simd
     lut = products * ml + s.pe * (adder_tree_luts(s.simd, acc_bits, family)
                                   + adder_luts(acc_bits, family))

@@ -39,9 +39,9 @@ from amaranth.lib.wiring import In, Out
 from ..dtypes import IntType, smallest_type
 from ..errors import SpecError
 from ..estimate import (
+    accumulated_product_luts,
     adder_luts,
     compare_luts,
-    dot_product_luts,
     lut_inputs,
     memory,
     mult_cost,
@@ -326,9 +326,8 @@ def estimate(spec: Spec, family: str) -> Cost:
         if md or depth == 1 or s.weight_type.bipolar or s.in_type.bipolar:
             lut += s.pe * ml
             dsp += s.pe * md
-        else:  # a LUT product into its accumulator: one multiply-accumulate, as the MVAU's
-            lut += dot_product_luts(s.pe, s.in_type.bits, wbits, acc_bits, family,
-                                    a_signed=s.in_type.signed)
+        else:  # a LUT product into its accumulator
+            lut += s.pe * accumulated_product_luts(s.in_type.bits, wbits, family)
     lut += s.pe * adder_luts(acc_bits, family)  # accumulator (the restart merges into it)
     # stage registers: input word, products, output word; counters and valid bits
     ff = (s.pe * (s.in_type.bits + acc_bits + s.out_type.bits) + 6
