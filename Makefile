@@ -24,7 +24,7 @@ demo: install
 
 test: install
 	$(PY) -m ruff check fpgagen tests examples bench
-	$(PY) -m pytest -n $(JOBS) -q
+	$(PY) -m pytest -n $(JOBS) -q --durations=25
 
 test-all: install
 	$(PY) -m pytest -n $(JOBS) -q -m "slow or not slow"
