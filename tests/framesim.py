@@ -1,4 +1,4 @@
-"""Checks for node kinds whose output frame differs from their input frame (``prefix``,
+"""Checks for node kinds with a position counter (``offset``, ``prefix``, ``select``): a reset in
 ``select``): a reset in the middle of a frame, and ``frame_lag`` by brute force."""
 
 from __future__ import annotations
