@@ -1,5 +1,5 @@
-"""Checks for node kinds with a position counter (``offset``, ``prefix``, ``select``): a reset in
-``select``): a reset in the middle of a frame, and ``frame_lag`` by brute force."""
+"""Checks for node kinds with a position counter (``offset``, ``prefix``, ``select``): a
+reset in the middle of a frame, and ``frame_lag`` by brute force."""
 
 from __future__ import annotations
 
