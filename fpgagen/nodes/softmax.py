@@ -50,7 +50,7 @@ from amaranth.lib.wiring import In, Out
 from ..dtypes import IntType
 from ..errors import SpecError
 from ..estimate import adder_luts, compare_luts, memory_cost, mult_cost, mux_luts
-from ..hw.primitives import adder_tree
+from ..hw.primitives import adder_tree, rom_read_port
 from ..hw.sequential import (
     BankRing,
     ConstantDivider,
@@ -278,28 +278,23 @@ class Component(wiring.Component):
             "o": Out(lane_stream(spec.out_type, spec.pe)),
         })
 
-    def _exp_roms(self, m: Module):
-        s = self.spec
-        if s.variant == "single":
-            tables = {"exp": s.exp_table}
-        else:
-            tables = {"exp_hi": s.exp_hi, "exp_lo": s.exp_lo}
-        roms = {}
-        for name, t in tables.items():
-            bits = max(1, int(t.max()).bit_length())
-            roms[name] = m.submodules[name] = Memory(shape=unsigned(bits), depth=len(t),
-                                                     init=t.tolist())
-        return roms
+    def _lookup(self, m: Module, name: str, d, enable):
+        """Exponent of ``d`` (>= 0): read ports addressed now, the value a cycle later.
 
-    def _lookup(self, m: Module, roms: dict, d, enable):
-        """Exponent of ``d`` (>= 0): read ports addressed now, the value a cycle later."""
+        Each lookup reads tables of its own (``name``_exp, or ``name``_exp_hi/_lo).
+        """
         s = self.spec
         dd = Mux(d > s.depth - 1, s.depth - 1, d)
+
+        def port(table: str, t: np.ndarray):
+            bits = max(1, int(t.max()).bit_length())
+            return rom_read_port(m, f"{name}_{table}", unsigned(bits), t.tolist())
+
         if s.variant == "single":
-            port = roms["exp"].read_port(domain="sync")
-            m.d.comb += [port.addr.eq(dd), port.en.eq(enable)]
-            return port.data
-        hi, lo = roms["exp_hi"].read_port(domain="sync"), roms["exp_lo"].read_port(domain="sync")
+            p = port("exp", s.exp_table)
+            m.d.comb += [p.addr.eq(dd), p.en.eq(enable)]
+            return p.data
+        hi, lo = port("exp_hi", s.exp_hi), port("exp_lo", s.exp_lo)
         k = s.split_bits
         m.d.comb += [hi.addr.eq(dd >> k), lo.addr.eq(dd[:k] if k else 0),
                      hi.en.eq(enable), lo.en.eq(enable)]
@@ -319,7 +314,6 @@ class Component(wiring.Component):
 
         m.submodules.rows = buf = Memory(shape=unsigned(pe * s.in_type.bits),
                                          depth=bank_depth(words, BANKS), init=[])
-        roms = self._exp_roms(m)
 
         def counter(name):
             return Signal(range(max(words, 2)), name=name)
@@ -363,7 +357,7 @@ class Component(wiring.Component):
                      bank_b1.eq(bb)]
         scores_b = in_layout(rport_b.data)
         max_b = select(m, row_max, bank_b1, "max_b")
-        exps_b = [self._lookup(m, roms, max_b - scores_b[p], 1) for p in range(pe)]
+        exps_b = [self._lookup(m, f"b{p}", max_b - scores_b[p], 1) for p in range(pe)]
         vb2, first_b2, last_b2 = Signal(), Signal(), Signal()
         bank_b2 = ring.counter("sum_bank2")
         m.d.sync += [vb2.eq(vb1), first_b2.eq(first_b1), last_b2.eq(last_b1),
@@ -406,7 +400,8 @@ class Component(wiring.Component):
                          vc2.eq(vc1), last_c2.eq(last_c1), bank_c2.eq(bank_c1)]
         scores_c = in_layout(rport_c.data)
         max_c = select(m, row_max, bank_c1, "max_c")
-        exps_c = [self._lookup(m, roms, max_c - scores_c[p], advance) for p in range(pe)]
+        exps_c = [self._lookup(m, f"c{p}", max_c - scores_c[p], advance)
+                  for p in range(pe)]
         r_c = select(m, recip, bank_c2, "recip_c")
         y = Signal(lane_layout(s.out_type, pe))
         top = s.out_type.max

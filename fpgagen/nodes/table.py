@@ -11,7 +11,7 @@ and the input and output quantizers.
 
 The stream carries ``vectors * channels`` elements per frame (channel minor), like a
 thresholding. Folding: ``pe`` elements per word, one word per cycle; the table is one
-read-only memory with ``pe`` read ports (synthesis duplicates it per port).
+read-only memory per lane.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.hdl import Module, Signal, Value, unsigned
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..dtypes import IntType
 from ..errors import SpecError
 from ..estimate import memory_cost
+from ..hw.primitives import rom_read_port
 from .base import (
     Cost,
     SameShapeStream,
@@ -156,12 +156,10 @@ class Component(wiring.Component):
 
         # addressed by the lane's raw bits: entry of value v sits at v's encoding
         raw_order = s.in_type.decode(np.arange(1 << s.in_type.bits)) - s.in_type.min
-        m.submodules.table = rom = Memory(shape=unsigned(s.out_type.bits),
-                                          depth=len(s.table),
-                                          init=s.out_type.encode(s.table[raw_order]).tolist())
+        init = s.out_type.encode(s.table[raw_order]).tolist()
         y = Signal(lane_layout(s.out_type, s.pe))
         for p in range(s.pe):
-            port = rom.read_port(domain="sync")
+            port = rom_read_port(m, f"table_{p}", unsigned(s.out_type.bits), init)
             m.d.comb += [port.addr.eq(Value.cast(self.i.payload[p]).as_unsigned()),
                          port.en.eq(advance),
                          y[p].eq(port.data)]
