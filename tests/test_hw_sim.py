@@ -124,6 +124,8 @@ def _differential(rng, mw, mh, it, wt, out, *, vectors, pe, lanes, narrow_bits, 
 NODE_CASES = {
     "mvau_xnor_thresholds": lambda r: _mvau(r, 24, 12, BIPOLAR, BIPOLAR, 4, 8, BIPOLAR),
     "mvau_xnor_raw": lambda r: _mvau(r, 30, 10, BIPOLAR, BIPOLAR, 5, 3, None),
+    # a 600-bit popcount: three chunks summed by the template's tree
+    "mvau_xnor_wide_popcount": lambda r: _mvau(r, 600, 3, BIPOLAR, BIPOLAR, 1, 600, None),
     "mvau_mac_int": lambda r: _mvau(r, 20, 6, IntType(3, True), IntType(2, True), 3, 5,
                                     IntType(3, False)),
     "mvau_mac_bipolar_weights": lambda r: _mvau(r, 16, 8, IntType(4, False), BIPOLAR, 2, 4,
