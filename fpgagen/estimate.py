@@ -161,6 +161,18 @@ def popcount_luts(n: int, family: str, *, constant_weights: bool = False) -> int
     return math.ceil(n * (const if constant_weights else variable))
 
 
+def constant_thresholds_luts(levels: int, x_bits: int, out_bits: int, family: str) -> int:
+    """The count of ``levels`` constant thresholds an ``x_bits`` value reaches: compares
+    against constants (a LUT per LUT-input's worth of bits) and their count, or, when
+    cheaper, each output bit as a function of ``x`` (ABC finds that form: the count of
+    sorted constants is a staircase of ``x``)."""
+    compares = (levels * -(-x_bits // lut_inputs(family))
+                + popcount_luts(levels, family, constant_weights=True))
+    if x_bits > 24:
+        return compares
+    return min(compares, out_bits * rom_logic_luts(1, 1 << x_bits, family))
+
+
 def compare_luts(bits: int, family: str) -> int:
     """A >= comparison against a stored value: a carry chain, about bits/2 on LUT6."""
     return math.ceil(bits / 2) if lut_inputs(family) == 6 else bits

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import DIGITS_MODEL, run_cli, zoo_model
 from dag_graphs import attention_scores, attention_values, fork_join, prepared
+from test_hw_thresholds import offset_thresholds, requant_mvau
 
 from fpgagen import nodes, reference, zoo
 from fpgagen.dtypes import BIPOLAR, IntType
@@ -130,6 +131,13 @@ NODE_CASES = {
                                     IntType(3, False)),
     "mvau_mac_bipolar_weights": lambda r: _mvau(r, 16, 8, IntType(4, False), BIPOLAR, 2, 4,
                                                 IntType(2, True)),
+    # thresholds that are one row plus per-channel offsets (hw/thresholds.py "offsets")
+    "mvau_requant_offsets": lambda r: requant_mvau(r, 16, 8, IntType(4, True),
+                                                   IntType(4, True), IntType(8, True),
+                                                   pe=2, simd=4, step=(0, 1)),
+    "thresholding_offsets": lambda r: thresholding.Spec(
+        "thr", 8, IntType(10, True), IntType(6, True),
+        offset_thresholds(r, 8, 63, -512, 511), out_base=-32, vectors=3, pe=2),
     "thresholding": lambda r: thresholding.Spec(
         "thr", 8, IntType(6, True), IntType(2, False),
         np.sort(r.integers(-33, 33, size=(8, 3)), axis=1), 0, vectors=3, pe=4),

@@ -140,9 +140,11 @@ def test_thresholds_shared_by_every_channel_are_constants_in_the_estimate():
 
     levels = np.arange(1, 16)
     shared = np.tile(levels, (16, 1))
-    varied = shared + np.arange(16)[:, None]
+    offsets = shared + np.arange(16)[:, None]  # one row plus offsets (hw/thresholds.py)
+    varied = np.sort(np.random.default_rng(0).integers(0, 200, size=(16, 15)), axis=1)
     cost = {name: nodes.estimate(thresholding.Spec(
         name, 16, IntType(8, False), IntType(4, False), t, pe=2), "xc7").lut
-        for name, t in (("shared", shared), ("varied", varied))}
+        for name, t in (("shared", shared), ("offsets", offsets), ("varied", varied))}
     rom_in_logic = 2 * 15 * 9  # the varied ROM: 8 words of 2 x 15 thresholds of 9 bits
     assert cost["shared"] < cost["varied"] - rom_in_logic // 2, cost
+    assert cost["offsets"] < cost["varied"] - rom_in_logic // 2, cost

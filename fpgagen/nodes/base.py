@@ -155,8 +155,9 @@ def memo_on_array(array: np.ndarray, key, compute: Callable[[], object]):
     if hit is not None and hit[0]() is array:
         return hit[1]
     value = compute()
-    _ARRAY_MEMO[slot] = (weakref.ref(array, lambda _r, slot=slot: _ARRAY_MEMO.pop(slot, None)),
-                         value)
+    # the callback keeps the dict itself: at interpreter exit module globals are None
+    _ARRAY_MEMO[slot] = (weakref.ref(array, lambda _r, slot=slot, memo=_ARRAY_MEMO:
+                                     memo.pop(slot, None)), value)
     return value
 
 

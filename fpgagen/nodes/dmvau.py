@@ -41,9 +41,11 @@ from amaranth.lib.wiring import In, Out
 
 from ..dtypes import IntType
 from ..estimate import adder_luts, adder_tree_luts, memory, mult_cost
+from ..hw import thresholds
 from ..hw.primitives import REGISTER_WORDS, adder_tree, running_words
+from ..hw.thresholds import ThresholdRead
 from . import mvau
-from .base import Cost, check_positive, lane_layout, lane_shape, lane_stream
+from .base import Cost, check_positive, lane_layout, lane_shape, lane_stream, memo_on_array
 from .delta import DeltaFormat, dense, fitting_groups, link_stats
 
 KIND = "dmvau"
@@ -220,9 +222,9 @@ class Component(wiring.Component):
 
         # ---- reads: weights of input group c, accumulators and thresholds of group g
         w1 = mvau.weight_memory(m, s.weights, s.weight_type, pe, simd, g_base + c_index, adv)
-        thr_rows = []
+        thr = None
         if s.thresholds is not None:
-            thr_rows, thr_layout = mvau.threshold_memory(m, s.thresholds, pe, g, adv)
+            thr = ThresholdRead(m, thresholds.plan(s.thresholds, pe), g, adv)
 
         # ---- S1: accumulate (entry) or activate and emit (output pass) -----------
         v1, out1, fresh1 = Signal(), Signal(), Signal()
@@ -244,8 +246,8 @@ class Component(wiring.Component):
             if s.thresholds is None:
                 m.d.comb += y[p].eq(updated[p])
             else:
-                m.d.comb += y[p].eq(mvau.activation(updated[p], thr_layout(thr_rows[p]),
-                                                    s.levels, s.out_type, s.out_base))
+                count = thr.count(p, updated[p], thr.reads[p] if thr.reads else None)
+                m.d.comb += y[p].eq(thresholds.with_base(count, s.out_type, s.out_base))
 
         with m.If(adv):
             m.d.sync += self.o.valid.eq(v1 & out1)
@@ -279,7 +281,9 @@ def estimate(spec: Spec, family: str) -> Cost:
     ff = (f.index_bits * 2 + s.simd * dbits * 2 + 8 + s.pe * s.out_type.bits
           + 2 * max(1, (s.nf * s.sf).bit_length()) + max(1, s.vectors.bit_length()))
     wl, wf, wb = memory(s.pe * s.simd * wbits, s.nf * s.sf, family, writable=False)
-    tl, tf, tb = mvau.threshold_cost(s.pe, s.levels, s.nf, acc_bits, family)
+    plan = None if s.thresholds is None else memo_on_array(
+        s.thresholds, ("threshold_plan", s.pe), lambda: thresholds.plan(s.thresholds, s.pe))
+    tl, tf, tb = mvau.threshold_cost(plan, acc_bits, s.out_type.bits, family)
     if s.nf <= REGISTER_WORDS:
         al, af, ab = 0, s.nf * s.pe * acc_bits, 0
     else:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -30,6 +30,7 @@ from ..estimate import (
     adder_luts,
     adder_tree_luts,
     compare_luts,
+    constant_thresholds_luts,
     control_luts,
     dot_product_luts,
     memory,
@@ -38,7 +39,9 @@ from ..estimate import (
     threshold_rom,
     uses_dsp,
 )
+from ..hw import thresholds
 from ..hw.primitives import adder_tree, pack_words, popcount
+from ..hw.thresholds import ThresholdRead
 from .base import (
     Cost,
     check_divides,
@@ -193,15 +196,6 @@ class Component(wiring.Component):
             "o": Out(lane_stream(spec.out_type, spec.pe)),
         })
 
-    # Accumulator-domain data for the hardware: popcount domain in XNOR mode.
-    def _hw_thresholds(self) -> np.ndarray:
-        s = self.spec
-        t = s.thresholds
-        if s.xnor:  # 2P - mw >= T  <=>  P >= ceil((T + mw) / 2)
-            t = -((-(t + s.mw)) // 2)
-            t = np.clip(t, 0, s.mw + 1)
-        return t
-
     def _acc_shape(self):
         s = self.spec
         if s.xnor:
@@ -252,10 +246,11 @@ class Component(wiring.Component):
                 br.addr.eq(sf_i), br.en.eq(advance),
             ]
 
-        # thresholds: one memory, word nf holding PE p's row in field p
-        thr_rows = []
+        # thresholds: one memory, word nf holding PE p's row (or offset) in field p
+        thr = None
         if s.thresholds is not None:
-            thr_rows, thr_layout = threshold_memory(m, self._hw_thresholds(), pe, nf_i, advance)
+            thr = ThresholdRead(m, threshold_plan(s), nf_i, advance)
+        thr_reads = thr.reads if thr is not None else []
 
         # ---- S1: operands available, dot products -------------------------------
         v1, first1, last1, fs1 = Signal(), Signal(), Signal(), Signal()
@@ -294,11 +289,11 @@ class Component(wiring.Component):
         v2, first2, last2 = Signal(), Signal(), Signal()
         dot2 = [Signal(acc_shape, name=f"dot2_{p}") for p in range(pe)]
         acc = [Signal(acc_shape, name=f"acc_{p}") for p in range(pe)]
-        thr2 = [Signal(thr_layout, name=f"thr2_{p}") for p in range(len(thr_rows))]
+        thr2 = [Signal(thr.shape, name=f"thr2_{p}") for p in range(len(thr_reads))]
         with m.If(advance):
             m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1)]
             m.d.sync += [d.eq(v) for d, v in zip(dot2, dots)]
-            m.d.sync += [t.eq(row) for t, row in zip(thr2, thr_rows)]
+            m.d.sync += [t.eq(row) for t, row in zip(thr2, thr_reads)]
 
         out_shape = lane_shape(s.out_type)
         y = Signal(data.ArrayLayout(out_shape, pe))
@@ -313,8 +308,8 @@ class Component(wiring.Component):
                 else:
                     m.d.comb += y[p].eq(acc_next)
             else:
-                m.d.comb += y[p].eq(activation(acc_next, thr2[p], s.levels, s.out_type,
-                                               s.out_base))
+                count = thr.count(p, acc_next, thr2[p] if thr2 else None)
+                m.d.comb += y[p].eq(thresholds.with_base(count, s.out_type, s.out_base))
 
         with m.If(advance):
             m.d.sync += self.o.valid.eq(v2 & last2)
@@ -347,31 +342,15 @@ def weight_memory(m: Module, weights: np.ndarray, weight_type: IntType, pe: int,
     return [row_layout(wport.data[p * row_bits:(p + 1) * row_bits]) for p in range(pe)]
 
 
-def threshold_memory(m: Module, thresholds: np.ndarray, pe: int, addr, en):
-    """Thresholds (mh, levels) as the hardware compares them, one memory word per group
-    of ``pe`` outputs (output ``g * pe + p``'s row in field ``p``), read at ``addr``.
-
-    Returns each PE's raw row and the layout that views it as ``levels`` values.
-    """
-    nf, levels = thresholds.shape[0] // pe, thresholds.shape[1]
-    thr_type = smallest_type(min(int(thresholds.min()), 0), int(thresholds.max()))
-    row_bits = levels * thr_type.bits
-    m.submodules.thresholds = tmem = Memory(
-        shape=unsigned(pe * row_bits), depth=nf,
-        init=pack_words(thr_type.encode(thresholds).reshape(nf, -1), thr_type.bits))
-    tport = tmem.read_port(domain="sync")
-    m.d.comb += [tport.addr.eq(addr), tport.en.eq(en)]
-    rows = [tport.data[p * row_bits:(p + 1) * row_bits] for p in range(pe)]
-    return rows, data.ArrayLayout(lane_shape(thr_type), levels)
-
-
-def activation(acc, row, levels: int, out_type: IntType, out_base: int):
-    """One output lane: the number of thresholds in ``row`` that ``acc`` reaches, from
-    ``out_base`` (a bipolar output is the count's bit)."""
-    count = adder_tree([acc >= row[k] for k in range(levels)])
-    if out_type.bipolar:
-        return count
-    return count + Const(out_base, signed(out_type.bits + 1))
+def threshold_plan(spec: Spec) -> thresholds.Plan:
+    """The thresholds as the hardware holds them, in the accumulator's domain (the
+    popcount ``P`` in XNOR mode: ``2P - mw >= T  <=>  P >= ceil((T + mw) / 2)``)."""
+    def make():
+        t = spec.thresholds
+        if spec.xnor:
+            t = np.clip(-((-(t + spec.mw)) // 2), 0, spec.mw + 1)
+        return thresholds.plan(t, spec.pe)
+    return memo_on_array(spec.thresholds, ("threshold_plan", spec.xnor, spec.mw, spec.pe), make)
 
 
 def fold_options(spec: Spec) -> list[dict]:
@@ -418,7 +397,8 @@ def estimate(spec: Spec, family: str) -> Cost:
     ff = (s.simd * s.in_type.bits + 2 * s.pe * acc_bits + s.pe * s.out_type.bits + 8
           + 3 * max(1, (s.nf * s.sf).bit_length()))
     wl, wf, wb = memory(s.pe * s.simd * wbits, s.nf * s.sf, family, writable=False)
-    tl, tf, tb = threshold_cost(s.pe, s.levels, s.nf, acc_bits, family)
+    tl, tf, tb = threshold_cost(threshold_plan(s) if s.levels else None, acc_bits,
+                                s.out_type.bits, family)
     bl, bf, bb = (memory(s.simd * s.in_type.bits, s.sf, family, single_port=True)
                   if s.nf > 1 else (0, 0, 0))
     lut += wl + tl + bl + control_luts(30, family)
@@ -433,12 +413,20 @@ def _product_bits(s: Spec, wbits: int) -> int:
     return s.in_type.bits + wbits
 
 
-def threshold_cost(pe: int, levels: int, nf: int, acc_bits: int, family: str
+def threshold_cost(plan: thresholds.Plan | None, acc_bits: int, out_bits: int, family: str
                    ) -> tuple[int, int, float]:
     """(luts, ffs, bram18) of the comparisons, the threshold memory and the thresholds'
-    stage register (none without thresholds: ``levels == 0``)."""
-    if levels == 0:
+    stage register (none without thresholds: ``plan`` None)."""
+    if plan is None:
         return 0, 0, 0
+    pe, levels, nf = plan.pe, plan.levels, plan.groups
+    if plan.mode == "offsets":  # acc - offset against constants
+        off_bits = plan.stored_type.bits
+        x_bits = max(acc_bits, off_bits) + 1
+        lut = pe * (adder_luts(x_bits, family)
+                    + constant_thresholds_luts(levels, x_bits, out_bits, family))
+        tl, tf, tb = memory(pe * off_bits, nf, family, writable=False)
+        return lut + tl, tf, tb
     t_bits = acc_bits  # thresholds are clipped to the reachable accumulator range
     lut = pe * levels * compare_luts(acc_bits, family)
     # its read register and the stage register beside the dot products merge

@@ -19,15 +19,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, wiring
-from amaranth.lib.memory import Memory
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..dtypes import IntType, smallest_type
 from ..errors import SpecError
-from ..estimate import adder_luts, compare_luts, lut_inputs, memory, popcount_luts
-from ..hw.primitives import adder_tree, pack_words
+from ..estimate import (
+    adder_luts,
+    compare_luts,
+    constant_thresholds_luts,
+    lut_inputs,
+    memory,
+    popcount_luts,
+)
+from ..hw import thresholds
+from ..hw.thresholds import ThresholdRead
 from .base import (
     Cost,
     SameShapeStream,
@@ -35,7 +42,6 @@ from .base import (
     check_positive,
     divisors,
     lane_layout,
-    lane_shape,
     lane_stream,
     memo_on_array,
 )
@@ -126,17 +132,10 @@ class Component(wiring.Component):
             "o": Out(lane_stream(spec.out_type, spec.pe)),
         })
 
-    # Thresholds in the lanes' raw domain: a bipolar lane is the bit b, value 2b - 1.
-    def _hw_thresholds(self) -> np.ndarray:
-        t = self.spec.thresholds
-        if self.spec.in_type.bipolar:  # 2b - 1 >= T  <=>  b >= ceil((T + 1) / 2)
-            t = -((-(t + 1)) // 2)
-        return t
-
     def elaborate(self, platform):
         s = self.spec
         m = Module()
-        pe, nf, levels = s.pe, s.nf, s.levels
+        pe, nf = s.pe, s.nf
 
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
@@ -149,37 +148,29 @@ class Component(wiring.Component):
             with m.If(self.i.valid):
                 m.d.sync += x1.eq(self.i.payload)
 
-        t_hw = self._hw_thresholds()
-        if nf == 1:
-            thr = [[int(t_hw[p, k]) for k in range(levels)] for p in range(pe)]
-        else:
-            fold = Signal(range(nf))
+        fold = Signal(range(max(nf, 2)))
+        if nf > 1:
             with m.If(advance & self.i.valid):
                 m.d.sync += fold.eq(Mux(fold == nf - 1, 0, fold + 1))
-            thr_type = smallest_type(min(int(t_hw.min()), 0), int(t_hw.max()))
-            rows = [thr_type.encode(t_hw[f * pe:(f + 1) * pe]).reshape(-1) for f in range(nf)]
-            m.submodules.thresholds = tmem = Memory(
-                shape=unsigned(pe * levels * thr_type.bits), depth=nf,
-                init=pack_words(rows, thr_type.bits))
-            tport = tmem.read_port(domain="sync")
-            m.d.comb += [tport.addr.eq(fold), tport.en.eq(advance)]
-            thr_layout = data.ArrayLayout(data.ArrayLayout(lane_shape(thr_type), levels), pe)
-            thr_view = thr_layout(tport.data)
-            thr = [[thr_view[p][k] for k in range(levels)] for p in range(pe)]
+        thr = ThresholdRead(m, thresholds.plan(_raw_thresholds(s), pe), fold, advance)
 
         # ---- compare, count, emit -------------------------------------------------
         y = Signal(lane_layout(s.out_type, pe))
         for p in range(pe):
-            count = adder_tree([x1[p] >= thr[p][k] for k in range(levels)])
-            if s.out_type.bipolar:
-                m.d.comb += y[p].eq(count)
-            else:
-                m.d.comb += y[p].eq(count + Const(s.out_base, signed(s.out_type.bits + 1)))
+            count = thr.count(p, x1[p], thr.reads[p] if thr.reads else None)
+            m.d.comb += y[p].eq(thresholds.with_base(count, s.out_type, s.out_base))
         with m.If(advance):
             m.d.sync += self.o.valid.eq(v1)
             with m.If(v1):
                 m.d.sync += self.o.payload.eq(y)
         return m
+
+
+def _raw_thresholds(spec: Spec) -> np.ndarray:
+    """Thresholds in the lanes' raw domain: a bipolar lane is the bit b, value 2b - 1
+    (``2b - 1 >= T  <=>  b >= ceil((T + 1) / 2)``)."""
+    t = spec.thresholds
+    return -((-(t + 1)) // 2) if spec.in_type.bipolar else t
 
 
 def fold_options(spec: Spec) -> list[dict]:
@@ -204,6 +195,16 @@ def estimate(spec: Spec, family: str) -> Cost:
     255-level requantisation of small_mobilenet and small_resnet's 15-level 5-bit one
     (docs/calibration.md)."""
     s = spec
+    plan = memo_on_array(s.thresholds, ("threshold_plan", s.pe),
+                         lambda: thresholds.plan(_raw_thresholds(s), s.pe))
+    ff = s.pe * (s.in_type.bits + s.out_type.bits) + max(1, s.nf.bit_length()) + 2
+    if plan.mode == "offsets":  # x - offset against constants
+        x_bits = max(s.in_type.bits, plan.stored_type.bits) + 1
+        lut = s.pe * (adder_luts(x_bits, family) + adder_luts(s.out_type.bits, family)
+                      + constant_thresholds_luts(s.levels, x_bits, s.out_type.bits, family))
+        ml, mf, mb = memory(s.pe * plan.stored_type.bits, s.nf, family, writable=False)
+        return Cost(cycles=s.cycles(), lut=int(lut + ml + 8), ff=int(ff + mf), bram18=mb,
+                    dsp=0)
     t_type = smallest_type(min(int(s.thresholds.min()), 0), int(s.thresholds.max()))
     t_bits = t_type.bits
     varying, varying_bits = memo_on_array(s.thresholds, ("thr_varying", s.pe),
@@ -221,5 +222,5 @@ def estimate(spec: Spec, family: str) -> Cost:
     if not mb:  # in logic: only the bits that vary cost
         ml, mf, mb = memory(varying_bits, s.nf, family, writable=False)
     lut += ml + 8  # control
-    ff = s.pe * (s.in_type.bits + s.out_type.bits) + max(1, s.nf.bit_length()) + 2 + mf
+    ff += mf
     return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=mb, dsp=0)

@@ -1,0 +1,79 @@
+"""Threshold layouts (hw/thresholds.py): constants, offsets from a common row, full rows.
+
+The "offsets" layout compares ``acc - offset`` with constants instead of reading every
+threshold from memory; these tests build specs whose thresholds have that structure (a
+requantisation with a per-tensor scale and per-channel biases) and check the hardware
+against the reference under stalls, in Amaranth's simulator. The Verilog of both layouts
+runs in tests/test_hw_sim.py (``*_offsets`` cases).
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from streamsim import run_spec
+
+from fpgagen.dtypes import BIPOLAR, IntType
+from fpgagen.hw import thresholds
+from fpgagen.nodes import mvau, thresholding
+
+
+def offset_thresholds(rng, rows, levels, lo, hi, step=(1, 2)):
+    """Ascending rows ``common + offset[row]`` inside [lo, hi], with even offsets (the
+    XNOR popcount domain halves thresholds: an even offset keeps the structure)."""
+    steps = rng.integers(step[0], step[1] + 1, size=levels)
+    common = np.cumsum(steps) - steps.sum() // 2 + (lo + hi) // 2
+    room = (hi - lo - (common.max() - common.min())) // 4
+    assert room >= 1, "no room for offsets: a wider range or fewer levels"
+    return common[None, :] + 2 * rng.integers(-room, room + 1, size=(rows, 1))
+
+
+def test_plan_finds_each_layout():
+    rng = np.random.default_rng(0)
+    t = offset_thresholds(rng, 8, 15, -200, 200)
+    p = thresholds.plan(t, 2)
+    assert p.mode == "offsets" and np.array_equal(p.common + p.offsets[:, None], t)
+    assert p.word_bits == 2 * p.stored_type.bits  # one offset per PE
+    broken = t.copy()
+    broken[5, 3] += 1
+    assert thresholds.plan(broken, 2).mode == "rows"
+    assert thresholds.plan(broken, 2).word_bits == 2 * 15 * thresholds.plan(broken, 2
+                                                                           ).stored_type.bits
+    assert thresholds.plan(t, 8).mode == "constants" and thresholds.plan(t, 8).word_bits == 0
+
+
+def requant_mvau(rng, mw, mh, in_type, w_type, out, *, pe, simd, vectors=2, step=(1, 2)):
+    w = (np.where(rng.integers(0, 2, size=(mh, mw)) > 0, 1, -1) if w_type.bipolar
+         else rng.integers(w_type.min, w_type.max + 1, size=(mh, mw)))
+    raw = mvau.Spec("m", mw, mh, w, in_type, w_type, IntType(32, True), vectors=vectors)
+    lo, hi = raw.acc_range
+    t = offset_thresholds(rng, mh, out.max - out.min, lo, hi, step)
+    return dataclasses.replace(raw, out_type=out, thresholds=t, out_base=out.min, pe=pe,
+                               simd=simd)
+
+
+@pytest.mark.parametrize("in_type, w_type, out, pe, simd, step", [
+    (IntType(4, True), IntType(3, True), IntType(6, True), 2, 3, (1, 2)),
+    (BIPOLAR, BIPOLAR, IntType(3, True), 3, 4, (0, 1)),
+    (IntType(2, False), BIPOLAR, IntType(4, False), 1, 6, (1, 2)),
+])
+def test_mvau_with_offset_thresholds_equals_reference(in_type, w_type, out, pe, simd, step):
+    rng = np.random.default_rng(pe * 10 + simd)
+    spec = requant_mvau(rng, 12, 6, in_type, w_type, out, pe=pe, simd=simd, step=step)
+    assert mvau.threshold_plan(spec).mode == "offsets"
+    x = (np.where(rng.integers(0, 2, size=(3, spec.in_elems)) > 0, 1, -1) if in_type.bipolar
+         else rng.integers(in_type.min, in_type.max + 1, size=(3, spec.in_elems)))
+    got = run_spec(spec, x, stall_in=0.4, stall_out=0.4, seed=simd)
+    assert np.array_equal(got, mvau.reference(spec, x))
+
+
+@pytest.mark.parametrize("pe", [1, 3])
+def test_thresholding_with_offset_thresholds_equals_reference(pe):
+    rng = np.random.default_rng(pe)
+    in_type, out = IntType(9, True), IntType(5, False)
+    t = offset_thresholds(rng, 6, out.max - out.min, in_type.min, in_type.max)
+    spec = thresholding.Spec("t", 6, in_type, out, t, out_base=0, vectors=4, pe=pe)
+    assert thresholds.plan(t, pe).mode == "offsets"
+    x = rng.integers(in_type.min, in_type.max + 1, size=(3, spec.in_elems))
+    got = run_spec(spec, x, stall_in=0.4, stall_out=0.4, seed=pe)
+    assert np.array_equal(got, thresholding.reference(spec, x))
