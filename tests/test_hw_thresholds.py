@@ -28,18 +28,42 @@ def offset_thresholds(rng, rows, levels, lo, hi, step=(1, 2)):
     return common[None, :] + 2 * rng.integers(-room, room + 1, size=(rows, 1))
 
 
+def equivalent(p, t, lo, hi):
+    """Brute force: the plan's comparison equals ``acc >= t`` for every acc in range."""
+    acc = np.arange(lo, hi + 1)[:, None, None]
+    scaled = (acc << p.shift) + p.offsets[None, :, None]
+    return np.array_equal(scaled >= p.constants[None, None, :], acc >= t[None])
+
+
 def test_plan_finds_each_layout():
     rng = np.random.default_rng(0)
     t = offset_thresholds(rng, 8, 15, -200, 200)
-    p = thresholds.plan(t, 2)
-    assert p.mode == "offsets" and np.array_equal(p.common + p.offsets[:, None], t)
+    p = thresholds.plan(t, 2, -200, 200)
+    assert p.mode == "offsets" and p.shift == 0 and equivalent(p, t, -200, 200)
     assert p.word_bits == 2 * p.stored_type.bits  # one offset per PE
-    broken = t.copy()
-    broken[5, 3] += 1
-    assert thresholds.plan(broken, 2).mode == "rows"
-    assert thresholds.plan(broken, 2).word_bits == 2 * 15 * thresholds.plan(broken, 2
-                                                                           ).stored_type.bits
-    assert thresholds.plan(t, 8).mode == "constants" and thresholds.plan(t, 8).word_bits == 0
+    varied = np.sort(rng.integers(-200, 200, size=(8, 15)), axis=1)
+    assert thresholds.plan(varied, 2, -200, 200).mode == "rows"
+    assert thresholds.plan(varied, 2, -200, 200).word_bits == 2 * 15 * 9
+    assert thresholds.plan(t, 8, -200, 200).mode == "constants"
+    assert thresholds.plan(t[:, :3], 2, -200, 200).mode == "rows"  # too few levels
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fractional_biases_need_a_shift_and_stay_exact(seed):
+    """ceil(T_k - beta_r) with a per-tensor step and fractional per-row biases: the rows
+    are one apart here and there, so whole offsets fail; a shift finds exact ones."""
+    rng = np.random.default_rng(seed)
+    step, beta = rng.uniform(1.5, 4.0), rng.uniform(-30, 30, size=(12, 1))
+    t = np.ceil((np.arange(31) - 15) * step - beta).astype(np.int64)
+    lo, hi = -90, 90
+    assert thresholds.solve_offsets(t, lo, hi, 0) is None
+    p = thresholds.plan(t, 3, lo, hi)
+    assert p.mode == "offsets" and 0 < p.shift <= thresholds.MAX_SHIFT
+    assert equivalent(p, t, lo, hi)
+    # a threshold beyond the range only has to hold where the accumulator can be
+    clipped = np.clip(t, -40, 41)
+    pc = thresholds.plan(clipped, 3, -40, 40)
+    assert pc.mode == "offsets" and equivalent(pc, clipped, -40, 40)
 
 
 def requant_mvau(rng, mw, mh, in_type, w_type, out, *, pe, simd, vectors=2, step=(1, 2)):
@@ -73,7 +97,7 @@ def test_thresholding_with_offset_thresholds_equals_reference(pe):
     in_type, out = IntType(9, True), IntType(5, False)
     t = offset_thresholds(rng, 6, out.max - out.min, in_type.min, in_type.max)
     spec = thresholding.Spec("t", 6, in_type, out, t, out_base=0, vectors=4, pe=pe)
-    assert thresholds.plan(t, pe).mode == "offsets"
+    assert thresholding.threshold_plan(spec).mode == "offsets"
     x = rng.integers(in_type.min, in_type.max + 1, size=(3, spec.in_elems))
     got = run_spec(spec, x, stall_in=0.4, stall_out=0.4, seed=pe)
     assert np.array_equal(got, thresholding.reference(spec, x))

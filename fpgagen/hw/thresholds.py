@@ -7,14 +7,18 @@ rows (row ``g * pe + p`` in field ``p``). Three layouts, chosen from the values
 ``"constants"``
     one group only (``nf == 1``): the thresholds are constants in the logic.
 ``"offsets"``
-    every row is one common row plus an integer offset (a requantisation with a
-    per-tensor scale and per-channel biases, e.g. a transformer's 8-bit residual
-    stream). The memory holds the offsets and the comparisons are with constants::
+    a requantisation with a per-tensor scale and per-channel biases (e.g. a
+    transformer's 8-bit residual stream): there are a shift ``f``, one offset per row
+    and one constant per level with, for every accumulator value in range::
 
-        acc >= common[k] + off   <=>   acc - off >= common[k]
+        acc >= T[row, k]   <=>   (acc << f) + offset[row] >= constant[k]
 
-    which is exact in integers: one subtraction per output instead of a memory of
-    ``levels`` thresholds and ``levels`` comparisons with memory values.
+    The memory holds the offsets and the comparisons are with constants: one addition
+    per output instead of a memory of ``levels`` thresholds and ``levels`` comparisons
+    with memory values. ``f`` is 0 when the rows differ by whole offsets; a bias with a
+    fraction needs the finer grid of a shift (:func:`solve_offsets`). Exact by
+    construction: the offsets satisfy every row's and level's comparison at the
+    threshold and one below it.
 ``"rows"``
     anything else: the memory holds every threshold.
 """
@@ -37,8 +41,9 @@ class Plan:
     mode: str  # "constants", "offsets" or "rows"
     thresholds: np.ndarray  # (rows, levels)
     pe: int
-    common: np.ndarray | None = None  # (levels,): mode "offsets"
+    shift: int = 0  # mode "offsets": the accumulator's shift
     offsets: np.ndarray | None = None  # (rows,): mode "offsets"
+    constants: np.ndarray | None = None  # (levels,): mode "offsets"
 
     @property
     def levels(self) -> int:
@@ -65,19 +70,52 @@ class Plan:
         return self.pe * t.bits * (1 if self.mode == "offsets" else self.levels)
 
 
-# Offsets pay for their subtraction from this many levels on (fewer: a comparison with a
-# memory value costs about what the subtraction does, and the memories are alike).
+# Offsets pay for their addition from this many levels on (fewer: a comparison with a
+# memory value costs about what the addition does, and the memories are alike).
 MIN_OFFSET_LEVELS = 4
+MAX_SHIFT = 8  # finer grids widen every comparison: rows are cheaper by then
 
 
-def plan(thresholds: np.ndarray, pe: int) -> Plan:
-    """How ``thresholds`` (rows, levels), read ``pe`` rows at a time, are held."""
+def solve_offsets(t: np.ndarray, lo: int, hi: int, shift: int
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Integer ``offsets`` (rows) and ``constants`` (levels) with
+    ``(acc << shift) + offsets[r] >= constants[k]  <=>  acc >= t[r, k]`` for every
+    ``acc`` in ``[lo, hi]``, or None when there are none.
+
+    With ``F = 2**shift`` that is, per row and level, ``constants[k] - offsets[r]`` in
+    ``(F * (t - 1), F * t]`` (only the sides ``acc`` can reach: a threshold at or below
+    ``lo`` is always reached, one above ``hi`` never): difference constraints, solved
+    as shortest paths (Bellman-Ford over the bipartite graph of rows and levels).
+    """
+    f = 1 << shift
+    tc = np.clip(t, lo, hi + 1)
+    # C_k - O_r <= U[r, k] (reached at acc = t), O_r - C_k <= -L[r, k] (not at t - 1)
+    upper = np.where(tc <= hi, f * tc, np.iinfo(np.int64).max // 4)
+    lower = np.where(tc > lo, f * (tc - 1) + 1, np.iinfo(np.int64).min // 4)
+    rows, levels = t.shape
+    dist_o, dist_c = np.zeros(rows, np.int64), np.zeros(levels, np.int64)
+    for _ in range(rows + levels + 1):
+        new_c = np.minimum(dist_c, (dist_o[:, None] + upper).min(axis=0))
+        new_o = np.minimum(dist_o, (new_c[None, :] - lower).min(axis=1))
+        if np.array_equal(new_c, dist_c) and np.array_equal(new_o, dist_o):
+            offsets, constants = dist_o - dist_o.max(), dist_c - dist_o.max()
+            return offsets, constants
+        dist_c, dist_o = new_c, new_o
+    return None  # a negative cycle: no offsets on this grid
+
+
+def plan(thresholds: np.ndarray, pe: int, lo: int, hi: int) -> Plan:
+    """How ``thresholds`` (rows, levels) of an input in ``[lo, hi]``, read ``pe`` rows at
+    a time, are held."""
     t = np.asarray(thresholds, dtype=np.int64)
     if t.shape[0] // pe <= 1:
         return Plan("constants", t, pe)
-    off = t[:, 0] - t[0, 0]
-    if t.shape[1] >= MIN_OFFSET_LEVELS and np.array_equal(t, t[0][None, :] + off[:, None]):
-        return Plan("offsets", t, pe, common=t[0].copy(), offsets=off)
+    if t.shape[1] >= MIN_OFFSET_LEVELS:
+        for shift in range(MAX_SHIFT + 1):
+            found = solve_offsets(t, lo, hi, shift)
+            if found is not None:
+                return Plan("offsets", t, pe, shift=shift, offsets=found[0],
+                            constants=found[1])
     return Plan("rows", t, pe)
 
 
@@ -115,8 +153,8 @@ class ThresholdRead:
         raw = Value.cast(read)
         if p.mode == "offsets":
             off = raw.as_signed() if self.shape.signed else raw
-            shifted = acc - off
-            return adder_tree([shifted >= int(v) for v in p.common])
+            x = (acc << p.shift) + off
+            return adder_tree([x >= int(v) for v in p.constants])
         row = self.shape(raw)
         return adder_tree([acc >= row[k] for k in range(p.levels)])
 

@@ -224,7 +224,7 @@ class Component(wiring.Component):
         w1 = mvau.weight_memory(m, s.weights, s.weight_type, pe, simd, g_base + c_index, adv)
         thr = None
         if s.thresholds is not None:
-            thr = ThresholdRead(m, thresholds.plan(s.thresholds, pe), g, adv)
+            thr = ThresholdRead(m, threshold_plan(s), g, adv)
 
         # ---- S1: accumulate (entry) or activate and emit (output pass) -----------
         v1, out1, fresh1 = Signal(), Signal(), Signal()
@@ -256,6 +256,12 @@ class Component(wiring.Component):
         return m
 
 
+def threshold_plan(spec: Spec) -> thresholds.Plan:
+    """The thresholds as the hardware holds them (the accumulators are the MVAU's)."""
+    return memo_on_array(spec.thresholds, ("threshold_plan", spec.pe), lambda: thresholds.plan(
+        spec.thresholds, spec.pe, *spec.plain.acc_range))
+
+
 def fold_options(spec: Spec) -> list[dict]:
     """The MVAU's, with the groups whose wire words fit; the encoder feeding it takes
     the same SIMD (``passes/differential.match_groups``)."""
@@ -281,8 +287,7 @@ def estimate(spec: Spec, family: str) -> Cost:
     ff = (f.index_bits * 2 + s.simd * dbits * 2 + 8 + s.pe * s.out_type.bits
           + 2 * max(1, (s.nf * s.sf).bit_length()) + max(1, s.vectors.bit_length()))
     wl, wf, wb = memory(s.pe * s.simd * wbits, s.nf * s.sf, family, writable=False)
-    plan = None if s.thresholds is None else memo_on_array(
-        s.thresholds, ("threshold_plan", s.pe), lambda: thresholds.plan(s.thresholds, s.pe))
+    plan = None if s.thresholds is None else threshold_plan(s)
     tl, tf, tb = mvau.threshold_cost(plan, acc_bits, s.out_type.bits, family)
     if s.nf <= REGISTER_WORDS:
         al, af, ab = 0, s.nf * s.pe * acc_bits, 0

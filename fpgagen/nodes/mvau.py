@@ -349,7 +349,8 @@ def threshold_plan(spec: Spec) -> thresholds.Plan:
         t = spec.thresholds
         if spec.xnor:
             t = np.clip(-((-(t + spec.mw)) // 2), 0, spec.mw + 1)
-        return thresholds.plan(t, spec.pe)
+            return thresholds.plan(t, spec.pe, 0, spec.mw)
+        return thresholds.plan(t, spec.pe, *spec.acc_range)
     return memo_on_array(spec.thresholds, ("threshold_plan", spec.xnor, spec.mw, spec.pe), make)
 
 

@@ -152,7 +152,7 @@ class Component(wiring.Component):
         if nf > 1:
             with m.If(advance & self.i.valid):
                 m.d.sync += fold.eq(Mux(fold == nf - 1, 0, fold + 1))
-        thr = ThresholdRead(m, thresholds.plan(_raw_thresholds(s), pe), fold, advance)
+        thr = ThresholdRead(m, threshold_plan(s), fold, advance)
 
         # ---- compare, count, emit -------------------------------------------------
         y = Signal(lane_layout(s.out_type, pe))
@@ -171,6 +171,13 @@ def _raw_thresholds(spec: Spec) -> np.ndarray:
     (``2b - 1 >= T  <=>  b >= ceil((T + 1) / 2)``)."""
     t = spec.thresholds
     return -((-(t + 1)) // 2) if spec.in_type.bipolar else t
+
+
+def threshold_plan(spec: Spec) -> thresholds.Plan:
+    """The thresholds as the hardware holds them, in the lanes' raw domain."""
+    lo, hi = (0, 1) if spec.in_type.bipolar else (spec.in_type.min, spec.in_type.max)
+    return memo_on_array(spec.thresholds, ("threshold_plan", spec.pe), lambda: thresholds.plan(
+        _raw_thresholds(spec), spec.pe, lo, hi))
 
 
 def fold_options(spec: Spec) -> list[dict]:
@@ -195,8 +202,7 @@ def estimate(spec: Spec, family: str) -> Cost:
     255-level requantisation of small_mobilenet and small_resnet's 15-level 5-bit one
     (docs/calibration.md)."""
     s = spec
-    plan = memo_on_array(s.thresholds, ("threshold_plan", s.pe),
-                         lambda: thresholds.plan(_raw_thresholds(s), s.pe))
+    plan = threshold_plan(s)
     ff = s.pe * (s.in_type.bits + s.out_type.bits) + max(1, s.nf.bit_length()) + 2
     if plan.mode == "offsets":  # x - offset against constants
         x_bits = max(s.in_type.bits, plan.stored_type.bits) + 1
