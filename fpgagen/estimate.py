@@ -196,6 +196,44 @@ def uses_dsp(a_bits: int, b_bits: int, family: str = "xc7") -> bool:
             and a_bits + b_bits >= _DSP_MIN_PRODUCT_BITS.get(family, 9))
 
 
+# Yosys' mul2dsp per flow: (A max, B max, A slice of a split product, signed only).
+# Xilinx DSPs multiply signed operands only: an unsigned operand takes one more bit,
+# and each slice of a split operand one bit of sign headroom.
+_MUL2DSP = {"xc7": (25, 18, 18, True), "xcup": (27, 18, 18, True),
+            "ecp5": (18, 18, 18, False), "ice40": (16, 16, 16, False)}
+
+
+def _slices(width: int, limit: int, step: int) -> tuple[int, int]:
+    """mul2dsp's split of an operand wider than ``limit``: (full slices, last width)."""
+    n = (width - limit + step - 1) // step
+    return n, width - n * step
+
+
+def dsp_tiles(a_bits: int, b_bits: int, family: str = "xc7", *, a_signed: bool = True,
+              b_signed: bool = True) -> int:
+    """DSP cells Yosys' mul2dsp makes of one a x b product (0: the product stays in
+    LUTs). A product wider than the DSP is split into slices of the wider operand
+    (then of the other), each slice a DSP if ``uses_dsp`` would put it in one; the
+    slices' sum is the DSPs' cascade (PCIN/PCOUT), no LUTs."""
+    a_max, b_max, a_part, signed_only = _MUL2DSP.get(family, _MUL2DSP["xc7"])
+    if signed_only or a_signed != b_signed:  # an unsigned operand is zero-extended
+        a_bits, b_bits = a_bits + (not a_signed), b_bits + (not b_signed)
+    head = int(signed_only)
+
+    def split(a: int, b: int) -> int:
+        if not uses_dsp(a, b, family):
+            return 0
+        if a > a_max:
+            n, last = _slices(a, a_max, a_part - head)
+            return n * split(a_part, b) + split(last, b)
+        if b > b_max:
+            n, last = _slices(b, b_max, b_max - head)
+            return n * split(a, b_max) + split(a, last)
+        return 1
+
+    return split(max(a_bits, b_bits), min(a_bits, b_bits))
+
+
 def mult_cost(a_bits: int, b_bits: int, family: str, *, constant_weights: bool = False
               ) -> tuple[int, int]:
     """(luts, dsp) of one a x b product inside a dot product (its adder is separate).

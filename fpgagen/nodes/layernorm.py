@@ -37,6 +37,7 @@ steady state: estimated cycles per frame ``vectors * vector_cycles()``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +48,15 @@ from amaranth.lib.wiring import In, Out
 
 from ..dtypes import IntType, smallest_type
 from ..errors import SpecError
-from ..estimate import adder_luts, compare_luts, memory_cost, mult_cost, mux_luts
+from ..estimate import (
+    adder_luts,
+    compare_luts,
+    control_luts,
+    dsp_tiles,
+    memory,
+    mult_cost,
+    mux_luts,
+)
 from ..hw.primitives import adder_tree, pack_words
 from ..hw.sequential import (
     BankRing,
@@ -55,6 +64,7 @@ from ..hw.sequential import (
     Isqrt,
     bank_depth,
     memory_address,
+    padded_bits,
     per_bank,
     select,
     unit_cycles,
@@ -73,6 +83,7 @@ from .base import (
 KIND = "layernorm"
 BANKS = 4
 STATES = ("empty", "written", "ready")
+CONTROL_LUTS = 40  # counters, bank states, handshakes (xc7)
 INT64_SAFE = 1 << 62  # every intermediate of the golden model stays below this
 
 
@@ -362,31 +373,112 @@ def fill_words(spec: Spec) -> int:
     return BANKS * spec.words + 2
 
 
+def _product(a_bits: int, a_signed: bool, b_bits: int, b_signed: bool, family: str
+             ) -> tuple[int, int]:
+    """(luts, dsp) of one product: DSP tiles as Yosys splits it, else LUTs."""
+    tiles = dsp_tiles(a_bits, b_bits, family, a_signed=a_signed, b_signed=b_signed)
+    return (0, tiles) if tiles else (mult_cost(a_bits, b_bits, family)[0], 0)
+
+
+def _constant_product(constant: int, bits: int, signed: bool, family: str) -> tuple[int, int]:
+    """``constant * x``: a power of two is a shift (Yosys' opt_expr), any other constant
+    a product like a variable one."""
+    if constant & (constant - 1) == 0:
+        return 0, 0
+    return _product(constant.bit_length(), False, bits, signed, family)
+
+
+def _varies(values: np.ndarray) -> bool:
+    return len(np.unique(values)) > 1
+
+
+def products(spec: Spec, family: str) -> dict[str, tuple[int, int]]:
+    """(luts, dsp) of each product of the datapath, per lane (``pe`` lanes) or once."""
+    s = spec
+    x_bits, x_signed = s.in_type.bits, s.in_type.signed
+    s1_bits, s2_bits = s.s1_type.bits, max(1, s.s2_max.bit_length())
+    n_bits = smallest_type(*s.n_range).bits
+    m_type = smallest_type(min(int(s.multipliers.min()), 0), int(s.multipliers.max()))
+    return {
+        "x**2": _product(x_bits, x_signed, x_bits, x_signed, family),
+        "d*x": _constant_product(s.d, x_bits, x_signed, family),
+        "S1**2": _product(s1_bits, True, s1_bits, True, family),
+        "d*S2": _constant_product(s.d, s2_bits, False, family),
+        "(d*x-S1)*inv": _product(s1_bits + 1, True, s.frac_bits + 1, False, family),
+        "n*M": _product(n_bits, True, m_type.bits, m_type.signed, family),
+    }
+
+
+PER_LANE = ("x**2", "d*x", "(d*x-S1)*inv", "n*M")
+
+
+def isqrt_luts(value_bits: int, steps: int, family: str) -> int:
+    """``hw.sequential.Isqrt``: per step and root bit a compare, a subtract and a
+    select; per root bit the load of its registers. Measured alone on xc7 (root bits
+    10..24, steps 1..8): 3.6 LUTs per bit per step, 1.2 per bit, 33 more."""
+    root_bits = max(1, math.ceil(value_bits / 2))
+    steps = max(1, min(steps, root_bits))
+    rbits = padded_bits(root_bits, steps)
+    return control_luts(math.ceil(3.6 * steps * rbits + 1.2 * rbits) + 33, family)
+
+
+def divider_luts(divisor_bits: int, quotient_bits: int, steps: int, family: str) -> int:
+    """``hw.sequential.ConstantDivider``: per step and divisor bit a compare, a subtract
+    and a select (its numerator is a constant: loads are free). Measured alone on xc7
+    (divisor bits 14..20, steps 1..8): 3.2 LUTs per bit per step, 26 more."""
+    unit_steps = max(1, min(steps, quotient_bits))
+    return control_luts(math.ceil(3.2 * unit_steps * divisor_bits) + 26, family)
+
+
 def estimate(spec: Spec, family: str) -> Cost:
+    """Part by part, as Yosys builds the hardware above (docs/calibration.md)."""
     s = spec
     pe, ib = s.pe, s.in_type.bits
     s1_bits, s2_bits = s.s1_type.bits, max(1, s.s2_max.bit_length())
+    f1 = s.frac_bits + 1
     n_bits = smallest_type(*s.n_range).bits
     m_bits = smallest_type(min(int(s.multipliers.min()), 0), int(s.multipliers.max())).bits
     b_bits = smallest_type(min(int(s.biases.min()), 0), int(s.biases.max())).bits
-    vbits, rbits = max(1, s.v_max.bit_length()), s.root_bits
-    lut = dsp = 0
-    ml, mb = memory_cost(pe * ib, bank_depth(s.words, BANKS), family)
-    cl, cb = memory_cost(pe * (m_bits + b_bits), s.words, family)
-    lut, bram = ml + cl, mb + cb
-    for a, b, count in ((ib, ib, pe),  # x**2
-                        (s1_bits, s1_bits, 1), (s2_bits, 8, 1),  # V = d * S2 - S1**2
-                        (s1_bits + 1, s.frac_bits + 1, pe),  # (d*x - S1) * inv
-                        (n_bits, m_bits, pe)):  # n * M
-        el, ed = mult_cost(a, b, family)
-        lut, dsp = lut + count * el, dsp + count * ed
-    lut += pe * (adder_luts(s1_bits, family) + adder_luts(s2_bits, family))  # sums
-    lut += adder_luts(vbits, family)
-    lut += s.steps * (adder_luts(rbits + 4, family) + adder_luts(rbits + 1, family))  # units
-    lut += pe * (adder_luts(s1_bits + 1, family) + adder_luts(n_bits + m_bits, family)
-                 + 2 * compare_luts(s.out_type.bits, family))  # d*x - S1, + B, saturate
-    lut += 3 * BANKS * mux_luts(max(s1_bits, s2_bits), 2, family) + 40  # control
-    ff = BANKS * (s1_bits + s2_bits + s.frac_bits + 3) + s1_bits + s2_bits
-    ff += 3 * rbits + 3 * (s.frac_bits + 1) + 2 * vbits
+    vbits = max(1, s.v_max.bit_length())
+    # memories: the vector buffer; the per-element constants, a ROM of the columns
+    # that vary (constant ones are folded), its data registered (a LUT per bit)
+    lut, _, bram = memory(pe * ib, bank_depth(s.words, BANKS), family, sync_read=False)
+    bias_varies = _varies(s.biases)
+    rom_bits = pe * (m_bits * _varies(s.multipliers) + b_bits * bias_varies)
+    rl, _, rb = memory(rom_bits, s.words, family, writable=False)
+    lut, bram = lut + rl + rom_bits, bram + rb
+    # products: DSP tiles (their partial sums in the DSP cascade) or LUTs
+    prods = products(s, family)
+    lanes = {what: pe if what in PER_LANE else 1 for what in prods}
+    lut += sum(lanes[what] * pl for what, (pl, _) in prods.items())
+    dsp = sum(lanes[what] * pd for what, (_, pd) in prods.items())
+    # 1. write: S1 accumulates through an adder tree; x**2 accumulates in the DSPs'
+    # post-adders (in LUTs when the squares are LUT products)
+    lut += pe * adder_luts(s1_bits, family)
+    if not prods["x**2"][1]:
+        lut += pe * adder_luts(s2_bits, family)
+    # 2. statistics: V = d*S2 - S1**2 (+ var_offset: a third operand), the units, the
+    # inv register's zero select; the per-bank sums and inv read through 4:1 selects
+    lut += adder_luts(vbits, family) * (2 if s.var_offset else 1)
+    lut += isqrt_luts(vbits, s.steps, family)
+    root_steps = max(1, min(s.steps, s.root_bits))
+    lut += divider_luts(padded_bits(s.root_bits, root_steps), f1, s.steps, family)
+    lut += f1 + mux_luts(2 * s1_bits + s2_bits + f1, BANKS, family)
+    # 3. output per lane: d*x - S1; the affine n*M + B + round: in one DSP its
+    # post-adder takes B and a LUT adder the rounding constant above the shift;
+    # a split or LUT product sums all its operands in LUTs; the saturation
+    k = s.affine_shift
+    wide = n_bits + m_bits + 1
+    above = max(1, wide - k)
+    if prods["n*M"][1] == 1:
+        affine = adder_luts(above, family) if k and bias_varies else 0
+    else:
+        operands = 1 + bool(bias_varies or s.biases.any()) + bool(k)
+        affine = (operands - 1) * adder_luts(wide, family)
+    lut += pe * (adder_luts(s1_bits + 1, family) + affine
+                 + 2 * compare_luts(above, family) + s.out_type.bits)
+    lut += control_luts(CONTROL_LUTS, family)
+    ff = BANKS * (s1_bits + s2_bits + f1 + 3) + s1_bits + s2_bits
+    ff += 3 * s.root_bits + 3 * f1 + 2 * vbits
     ff += pe * (n_bits + s.out_type.bits) + 6 * max(1, s.words.bit_length()) + 16
     return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=bram, dsp=dsp)
