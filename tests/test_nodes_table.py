@@ -2,6 +2,7 @@
 math and rounding, spec checks, hardware vs golden model under stalls, full rate."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from streamsim import run_spec
 
 from fpgagen.dtypes import BIPOLAR, IntType
 from fpgagen.errors import SpecError
+from fpgagen.estimate import lut_inputs, memory_placement
 from fpgagen.nodes import table
 from fpgagen.nodes.base import divisors
 
@@ -96,12 +98,88 @@ def test_spec_errors(kwargs, message):
 
 
 def test_fold_options_and_estimate():
-    s = table.Spec("t", 12, INT8, INT8, np.arange(256) - 128, vectors=5)
+    rand = np.random.default_rng(0).integers(-128, 128, size=256)
+    s = table.Spec("t", 12, INT8, INT8, rand, vectors=5)
     assert [o["pe"] for o in table.fold_options(s)] == divisors(12)
-    one, four = table.estimate(s, "xc7"), table.estimate(table.Spec(
-        "t", 12, INT8, INT8, np.arange(256) - 128, vectors=5, pe=4), "xc7")
+    one, four = table.estimate(s, "xc7"), table.estimate(replace(s, pe=4), "xc7")
     assert one.cycles == 60 and four.cycles == 15
-    assert four.lut > 3 * one.lut - 20  # one table copy per lane
+    assert four.lut - table.CONTROL_LUTS == 4 * (one.lut - table.CONTROL_LUTS)  # per lane
+
+
+# ---- estimate of the table in logic ------------------------------------------------
+
+FAMILIES = ["xc7", "ecp5"]
+
+
+def _gelu_table(in_type=INT8, out_type=INT4):
+    return table.table_from_function(
+        lambda v: 0.5 * v * (1 + np.vectorize(math.erf)(v / math.sqrt(2))),
+        in_type, 4 / (1 << (in_type.bits - 1)), out_type, 0.5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_constant_and_address_bit_tables_cost_only_control(family):
+    const = table.Spec("t", 4, INT8, INT8, np.full(256, 5), pe=4)
+    ident = table.Spec("t", 4, INT8, INT8, np.arange(256) - 128, pe=4)  # out = in
+    negated = table.Spec("t", 4, INT4, INT4, np.arange(16)[::-1] - 8, pe=4)  # out = ~in
+    for s in (const, ident, negated):
+        assert table.estimate(s, family).lut == table.CONTROL_LUTS, s.table
+    assert table.estimate(const, family).ff < table.estimate(ident, family).ff
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_structured_tables_cost_far_less_than_random_ones(family):
+    rng = np.random.default_rng(1)
+    rand = table.Spec("t", 1, INT8, INT4, rng.integers(-8, 8, size=256))
+    gelu = replace(rand, table=_gelu_table())
+    relu = replace(rand, table=np.clip(np.arange(-128, 128) // 16, 0, 7))
+    for s in (gelu, relu):
+        assert table.estimate(s, family).lut < 0.8 * table.estimate(rand, family).lut
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_equal_and_complementary_columns_are_counted_once(family):
+    rng = np.random.default_rng(2)
+    narrow = table.Spec("t", 2, INT8, INT4, rng.integers(-8, 8, size=256))
+    # int8 entries in the int4 range: bits 4-7 repeat bit 3 (the sign)
+    wide = replace(narrow, out_type=INT8)
+    # the complement of each entry: every column complemented
+    flipped = replace(narrow, table=-1 - narrow.table)
+    lut = table.estimate(narrow, family).lut
+    assert table.estimate(wide, family).lut == table.estimate(flipped, family).lut == lut
+    assert table.estimate(wide, family).ff > table.estimate(narrow, family).ff  # registers
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("in_bits", [2, 3, 5, 6, 7, 8])
+def test_estimate_grows_with_lanes_and_fits_a_single_lut_up_to_its_inputs(family, in_bits):
+    in_type = IntType(in_bits, True)
+    rng = np.random.default_rng(in_bits)
+    s = table.Spec("t", 8, in_type, IntType(5, True), rng.integers(-16, 16, 1 << in_bits))
+    luts = [table.estimate(replace(s, pe=pe), family).lut for pe in (1, 2, 4, 8)]
+    assert luts == sorted(luts) and luts[-1] > luts[0]
+    per_lane = luts[0] - table.CONTROL_LUTS
+    if in_bits <= lut_inputs(family):  # every column is one LUT (or none)
+        assert 0 < per_lane <= 5
+    else:  # at least one LUT per cofactor of the LUT's inputs of some column
+        assert per_lane >= 2 ** (in_bits - lut_inputs(family))
+
+
+def test_a_table_in_block_ram_costs_block_ram_per_lane():
+    s = table.Spec("t", 4, INT8, INT8, np.random.default_rng(3).integers(-128, 128, 256))
+    assert memory_placement(8, 256, "ice40", writable=False)[0] == "block"
+    one, four = table.estimate(s, "ice40"), table.estimate(replace(s, pe=4), "ice40")
+    assert one.bram18 > 0 and four.bram18 == 4 * one.bram18
+    assert four.lut == table.CONTROL_LUTS
+
+
+def test_lane_luts_are_computed_once_per_table(monkeypatch):
+    s = table.Spec("t", 8, INT8, INT4, _gelu_table())
+    calls = []
+    real = table._columns
+    monkeypatch.setattr(table, "_columns", lambda spec: calls.append(1) or real(spec))
+    costs = {table.estimate(replace(s, pe=pe), "ecp5").lut for pe in (1, 2, 4, 8)}
+    assert len(calls) == 1 and len(costs) == 4
 
 
 # ---- hardware -----------------------------------------------------------------------

@@ -84,7 +84,7 @@ class Spec(SameShapeStream):
         if not np.issubdtype(t.dtype, np.integer):
             raise SpecError(f"table entries must be integers, not {t.dtype}", where=n,
                             hint="build the table with table_from_function")
-        t = t.astype(np.int64)
+        t = t.astype(np.int64, copy=False)  # the same array: estimates memoise on it
         if not self.out_type.contains(t):
             raise SpecError(f"table entries span [{t.min()}, {t.max()}], which does not "
                             f"fit the output type {self.out_type}", where=n)
