@@ -14,6 +14,7 @@ from streamsim import run_spec
 
 from fpgagen.dtypes import IntType
 from fpgagen.errors import SpecError
+from fpgagen.estimate import dsp_tiles
 from fpgagen.hw.sequential import ConstantDivider, Isqrt
 from fpgagen.nodes import layernorm as ln
 from fpgagen.nodes.base import divisors
@@ -197,3 +198,68 @@ def test_hardware_matches_reference(case, stall_in, stall_out, seed):
 def test_steady_rate_is_the_estimate(d, pe):
     s = spec_for(d, pe=pe)
     assert steady_cycles(s) == s.cycles() == ln.estimate(s, "xc7").cycles
+
+
+# ---- resource estimate ----------------------------------------------------------------
+
+
+def test_dsp_tiles_split_as_mul2dsp():
+    """xc7 DSP48E1 multiplies 25 x 18 signed: an unsigned operand takes a bit more, a
+    wider product is split into 17-bit slices (one bit of sign headroom each); ECP5's
+    18 x 18 takes unsigned operands as they are; Nx1 and small products stay in LUTs."""
+    assert dsp_tiles(25, 18) == 1 and dsp_tiles(18, 25) == 1
+    assert dsp_tiles(26, 18) == 2 and dsp_tiles(25, 19) == 2
+    assert dsp_tiles(25, 17, b_signed=False) == 1
+    assert dsp_tiles(25, 18, b_signed=False) == 2
+    assert dsp_tiles(26, 26) == 4  # both operands split
+    assert dsp_tiles(4, 4) == 0 and dsp_tiles(30, 1) == 0  # below 9 product bits, Nx1
+    assert dsp_tiles(18, 18, "ecp5", a_signed=False, b_signed=False) == 1
+    assert dsp_tiles(20, 18, "ecp5") == 2 and dsp_tiles(4, 4, "ecp5") == 1
+    assert dsp_tiles(19, 18, "ecp5") == 1  # its 1-bit slice is a LUT product
+
+
+def test_estimate_dsp_is_the_products_tiles():
+    """Every product's DSP tiles, the per-element ones once per lane; a power-of-two
+    vector length is a shift, any other a constant product."""
+    wide = dict(frac_bits=26, norm_shift=16, affine_shift=24,
+                mult=np.arange(50000, 50032), bias=np.arange(-16, 16) * 10**6)
+    for d, pe in [(32, 1), (32, 4), (24, 3)]:
+        s = spec_for(d, IntType(10, True), IntType(4, True), pe=pe, **{
+            k: (v[:d] if isinstance(v, np.ndarray) else v) for k, v in wide.items()})
+        tiles = ln.products(s, "xc7")
+        per_lane = sum(tiles[w][1] for w in ln.PER_LANE)
+        once = sum(t[1] for w, t in tiles.items() if w not in ln.PER_LANE)
+        assert ln.estimate(s, "xc7").dsp == pe * per_lane + once
+        assert (tiles["d*x"][1] == 0) == (tiles["d*S2"][1] == 0) == (d == 32)
+        assert tiles["(d*x-S1)*inv"][1] == 2  # 27-bit unsigned inv: split
+    assert ln.estimate(spec_for(32, IntType(10, True), **{
+        **{k: v for k, v in wide.items() if k != "mult"},
+        "mult": np.arange(32) + 2**16}), "xc7").dsp == 6  # n * M split too
+
+
+@pytest.mark.parametrize("family", ["xc7", "ecp5"])
+def test_estimate_luts_grow_with_pe_and_varying_constants(family):
+    rng = np.random.default_rng(1)
+    mult, bias = rng.integers(100, 3000, 32), rng.integers(-5000, 5000, 32)
+    luts = [ln.estimate(spec_for(32, mult=mult, bias=bias, pe=pe), family).lut
+            for pe in divisors(32)]
+    assert luts == sorted(luts) and luts[0] < luts[-1]
+    fixed = ln.estimate(spec_for(32, mult=np.full(32, 3000), bias=np.full(32, -5000)),
+                        family).lut  # constants the same for all elements: no ROM
+    assert fixed < luts[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("d,in_type,pe", [(32, IntType(10, True), 1), (24, INT8, 8)])
+def test_estimate_against_yosys_xc7(tmp_path, d, in_type, pe):
+    """Calibration check: DSPs exact, LUTs within 15 % of Yosys (docs/calibration.md)."""
+    from fpgagen import synth
+
+    rng = np.random.default_rng(d)
+    s = spec_for(d, in_type, IntType(4, True), 26, 16, rng.integers(40000, 70000, d),
+                 rng.integers(-2**24, 2**24, d), 24, var_offset=204, pe=pe)
+    got = synth.synthesize(synth.Job("ln", synth.node_verilog(s), synth.NODE_TOP,
+                                     tmp_path), "xc7")["resources"]
+    est = ln.estimate(s, "xc7")
+    assert est.dsp == got["dsp"]
+    assert abs(est.lut - got["lut"]) <= 0.15 * got["lut"]

@@ -56,6 +56,7 @@ from ..estimate import (
     memory,
     mult_cost,
     mux_luts,
+    threshold_rom,
 )
 from ..hw.primitives import adder_tree, pack_words
 from ..hw.sequential import (
@@ -441,12 +442,13 @@ def estimate(spec: Spec, family: str) -> Cost:
     b_bits = smallest_type(min(int(s.biases.min()), 0), int(s.biases.max())).bits
     vbits = max(1, s.v_max.bit_length())
     # memories: the vector buffer; the per-element constants, a ROM of the columns
-    # that vary (constant ones are folded), its data registered (a LUT per bit)
+    # that vary (constant ones are folded), its data registered (a LUT per bit); a
+    # ROM of a few words merges into the LUTs that use it (as ``threshold_rom``)
     lut, _, bram = memory(pe * ib, bank_depth(s.words, BANKS), family, sync_read=False)
     bias_varies = _varies(s.biases)
     rom_bits = pe * (m_bits * _varies(s.multipliers) + b_bits * bias_varies)
-    rl, _, rb = memory(rom_bits, s.words, family, writable=False)
-    lut, bram = lut + rl + rom_bits, bram + rb
+    rl, _, rb = threshold_rom(rom_bits, s.words, family)
+    lut, bram = lut + rl + (rom_bits if rl or rb else 0), bram + rb
     # products: DSP tiles (their partial sums in the DSP cascade) or LUTs
     prods = products(s, family)
     lanes = {what: pe if what in PER_LANE else 1 for what in prods}
