@@ -167,14 +167,24 @@ def popcount_luts(n: int, family: str, *, constant_weights: bool = False) -> int
     return math.ceil(n * (variable + per_doubling * math.log2(max(n, 1))))
 
 
+def constant_compare_luts(bits: int, family: str) -> int:
+    """A >= comparison against a constant. On LUT6 a LUT per LUT-input's worth of bits
+    (ABC merges it with its neighbours); synth_ecp5 and synth_ice40 map every
+    comparison to a carry chain (CCU2C / SB_CARRY), a LUT per bit (digits_vit on ECP5:
+    its constant-threshold compares were a third of their LUTs estimated)."""
+    if lut_inputs(family) == 6:
+        return -(-bits // 6)
+    return bits
+
+
 def constant_thresholds_luts(levels: int, x_bits: int, out_bits: int, family: str) -> int:
     """The count of ``levels`` constant thresholds an ``x_bits`` value reaches: compares
-    against constants (a LUT per LUT-input's worth of bits) and their count, or, when
-    cheaper, each output bit as a function of ``x`` (ABC finds that form: the count of
-    sorted constants is a staircase of ``x``)."""
-    compares = (levels * -(-x_bits // lut_inputs(family))
+    against constants and their count, or on LUT6, when cheaper, each output bit as a
+    function of ``x`` (ABC finds that form: the count of sorted constants is a staircase
+    of ``x``); the LUT4 flows keep the carry chains."""
+    compares = (levels * constant_compare_luts(x_bits, family)
                 + popcount_luts(levels, family, constant_weights=True))
-    if x_bits > 24:
+    if x_bits > 24 or lut_inputs(family) != 6:
         return compares
     return min(compares, out_bits * rom_logic_luts(1, 1 << x_bits, family))
 

@@ -28,6 +28,7 @@ from ..errors import SpecError
 from ..estimate import (
     adder_luts,
     compare_luts,
+    constant_compare_luts,
     constant_thresholds_luts,
     lut_inputs,
     memory,
@@ -221,7 +222,7 @@ def estimate(spec: Spec, family: str) -> Cost:
         lut = s.pe * s.out_type.bits
     else:
         lut = (varying * compare_luts(t_bits, family)
-               + constant * -(-t_bits // lut_inputs(family)))
+               + constant * constant_compare_luts(t_bits, family))
         lut += s.pe * popcount_luts(s.levels, family, constant_weights=True)  # the count
         lut += s.pe * adder_luts(s.out_type.bits, family)  # + out_base
     ml, mf, mb = memory(s.pe * s.levels * t_bits, s.nf, family, writable=False)
