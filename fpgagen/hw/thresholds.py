@@ -25,6 +25,7 @@ rows (row ``g * pe + p`` in field ``p``). Three layouts, chosen from the values
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,6 +105,25 @@ def solve_offsets(t: np.ndarray, lo: int, hi: int, shift: int
     return None  # a negative cycle: no offsets on this grid
 
 
+_SOLUTIONS: dict[tuple, tuple | None] = {}  # by content: folding asks for every PE
+
+
+def _offsets(t: np.ndarray, lo: int, hi: int) -> tuple | None:
+    """(shift, offsets, constants) with the smallest shift, or None (cached by content)."""
+    key = (hashlib.blake2b(t.tobytes(), digest_size=16).digest(), t.shape, lo, hi)
+    if key not in _SOLUTIONS:
+        found = None
+        for shift in range(MAX_SHIFT + 1):
+            solved = solve_offsets(t, lo, hi, shift)
+            if solved is not None:
+                found = (shift, *solved)
+                break
+        if len(_SOLUTIONS) > 256:
+            _SOLUTIONS.clear()
+        _SOLUTIONS[key] = found
+    return _SOLUTIONS[key]
+
+
 def plan(thresholds: np.ndarray, pe: int, lo: int, hi: int) -> Plan:
     """How ``thresholds`` (rows, levels) of an input in ``[lo, hi]``, read ``pe`` rows at
     a time, are held."""
@@ -111,11 +131,10 @@ def plan(thresholds: np.ndarray, pe: int, lo: int, hi: int) -> Plan:
     if t.shape[0] // pe <= 1:
         return Plan("constants", t, pe)
     if t.shape[1] >= MIN_OFFSET_LEVELS:
-        for shift in range(MAX_SHIFT + 1):
-            found = solve_offsets(t, lo, hi, shift)
-            if found is not None:
-                return Plan("offsets", t, pe, shift=shift, offsets=found[0],
-                            constants=found[1])
+        found = _offsets(t, int(lo), int(hi))
+        if found is not None:
+            return Plan("offsets", t, pe, shift=found[0], offsets=found[1],
+                        constants=found[2])
     return Plan("rows", t, pe)
 
 
