@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 LUT_INPUTS = {"xc7": 6, "xcup": 6, "ecp5": 4, "ice40": 4}
 
 # Block RAM shapes (depth, width) of one 18 Kb unit: Xilinx RAMB18 and ECP5 DP16KD.
@@ -82,6 +84,23 @@ def rom_logic_luts(width: int, depth: int, family: str) -> int:
     slices = math.ceil(depth / per)
     free = 4 if per == 64 else 1
     return width * (slices + mux_luts(1, math.ceil(slices / free), family))
+
+
+def distinct_rom_bits(bits: np.ndarray) -> int:
+    """Output bits of a ROM in logic that cost LUTs, from its contents (``bits``: depth x
+    width, 0/1): a bit constant over the words is a constant, one equal to an address
+    bit (or its complement) is a wire, and bits with equal columns (or complementary
+    ones) are one function of the address, which ABC builds once."""
+    bits = np.asarray(bits, dtype=np.uint8)
+    depth = bits.shape[0]
+    if depth <= 1:
+        return 0
+    cols = bits ^ bits[:1]  # a column and its complement: the same function
+    cols = cols[:, cols.any(axis=0)]
+    address = np.arange(depth)
+    trivial = {tuple((address >> i) & 1) for i in range(depth.bit_length())}
+    unique = np.unique(cols, axis=1) if cols.size else cols
+    return sum(tuple(c) not in trivial for c in unique.T)
 
 
 def _lutram_luts(width: int, depth: int, family: str, single_port: bool = False) -> int:
@@ -169,12 +188,17 @@ def popcount_luts(n: int, family: str, *, constant_weights: bool = False) -> int
 
 def constant_compare_luts(bits: int, family: str) -> int:
     """A >= comparison against a constant. On LUT6 a LUT per LUT-input's worth of bits
-    (ABC merges it with its neighbours); synth_ecp5 and synth_ice40 map every
-    comparison to a carry chain (CCU2C / SB_CARRY), a LUT per bit (digits_vit on ECP5:
-    its constant-threshold compares were a third of their LUTs estimated)."""
+    (ABC merges it with its neighbours). synth_ecp5 and synth_ice40 map every
+    comparison to a carry chain (CCU2C / SB_CARRY) and, for the "or equal", an equality
+    with the constant in LUTs (``alumacc``'s zero flag): alone a LUT per third of the
+    bits and one to join them, among a threshold's many compares of one value a LUT per
+    fifth of the bits (ABC shares the decoding: 2.8 per 12-bit and 3.5 per 18-bit
+    compare in the ViT's 255-level requantisers). On ECP5 the chain is LUTs (a CCU2C
+    is two); an iCE40 SB_CARRY is not (digits_vit on ECP5: its constant-threshold
+    compares were a third of their LUTs estimated)."""
     if lut_inputs(family) == 6:
         return -(-bits // 6)
-    return bits
+    return -(-bits // 5) + (bits if family == "ecp5" else 0)
 
 
 def constant_thresholds_luts(levels: int, x_bits: int, out_bits: int, family: str) -> int:
@@ -190,8 +214,13 @@ def constant_thresholds_luts(levels: int, x_bits: int, out_bits: int, family: st
 
 
 def compare_luts(bits: int, family: str) -> int:
-    """A >= comparison against a stored value: a carry chain, about bits/2 on LUT6."""
-    return math.ceil(bits / 2) if lut_inputs(family) == 6 else bits
+    """A >= comparison against a stored value: a carry chain, about bits/2 on LUT6. On
+    ECP5 the chain (a LUT per bit in CCU2Cs) and the "or equal" in LUTs: about a LUT
+    per two bits (the ViT's patch embedding: 1020 10-bit compares with thresholds from
+    a ROM, 10.1 LUTs in CCU2Cs and 6 LUT4s each)."""
+    if lut_inputs(family) == 6:
+        return math.ceil(bits / 2)
+    return bits + (bits // 2 + 1 if family == "ecp5" else 0)
 
 
 DSP_MIN_OPERAND_BITS = 2  # Yosys' mul2dsp: no Nx1 products in a DSP
@@ -319,6 +348,22 @@ def adder_tree_luts(terms: int, bits: int, family: str, term_bits: int | None = 
         total += terms // 2 * width
         terms -= terms // 2
     return math.ceil(total * GROWING_TREE_PER_BIT.get(family, 2.1))
+
+
+def dsp_sum_luts(terms: int, bits: int, term_bits: int, family: str) -> int:
+    """The adders summing ``terms`` products of ``term_bits`` from DSPs into ``bits``-bit
+    sums. On LUT6 the flat ``adder_tree_luts`` is what was measured; on LUT4 parts the
+    DSPs' outputs go to one multi-operand adder (``alumacc``/``maccmap``: full adders in
+    LUTs, a carry chain at the end) that costs as a growing tree at
+    ``DSP_SUM_PER_BIT_LUT4`` per adder bit (fitted on ECP5: digits_cnn's and the ViT's
+    MVAUs and matmuls, tfc_2w2a's 2 x 2-bit products)."""
+    if lut_inputs(family) == 6:
+        return adder_tree_luts(terms, bits, family)
+    grown = adder_tree_luts(terms, bits, family, term_bits) / GROWING_TREE_PER_BIT[family]
+    return math.ceil(grown * DSP_SUM_PER_BIT_LUT4)
+
+
+DSP_SUM_PER_BIT_LUT4 = 1.7
 
 
 def control_luts(luts: int, family: str) -> int:

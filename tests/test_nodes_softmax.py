@@ -136,7 +136,10 @@ def test_variants_estimates_side_by_side():
                                    variant="split", depth=4096, width=16,
                                    split_bits=6).items() if k != "variant"})
     assert sm.estimate(split, "xc7").dsp > total.dsp
-    assert sm.exp_unit_costs(split, "xc7")["split"] == costs["split"]
+    # the variant built is costed from its tables' contents, the other from their shape
+    built = sm.exp_unit_costs(split, "xc7")["split"]
+    assert (built.bram18, built.dsp) == (costs["split"].bram18, costs["split"].dsp)
+    assert abs(built.lut - costs["split"].lut) <= 0.25 * costs["split"].lut
 
 
 # ---- hardware -----------------------------------------------------------------------

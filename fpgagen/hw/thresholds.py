@@ -62,6 +62,11 @@ class Plan:
         v = self.offsets if self.mode == "offsets" else self.thresholds
         return smallest_type(min(int(v.min()), 0), max(int(v.max()), 0))
 
+    def compare_bits(self, acc_bits: int) -> int:
+        """Width of the value compared with the constants in mode "offsets":
+        ``(acc << shift) + offset`` (the hardware's ``x`` in :meth:`ThresholdRead.count`)."""
+        return max(acc_bits + self.shift, self.stored_type.bits) + 1
+
     @property
     def word_bits(self) -> int:
         """Bits of one memory word (all ``pe`` fields)."""

@@ -40,7 +40,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..dtypes import IntType
-from ..estimate import adder_luts, adder_tree_luts, memory, mult_cost
+from ..estimate import adder_luts, adder_tree_luts, dsp_sum_luts, memory, mult_cost
 from ..hw import thresholds
 from ..hw.primitives import REGISTER_WORDS, adder_tree, running_words
 from ..hw.thresholds import ThresholdRead
@@ -280,7 +280,9 @@ def estimate(spec: Spec, family: str) -> Cost:
     wbits = 1 if s.weight_type.bipolar else s.weight_type.bits
     dbits = f.delta_type.bits
     ml, md = mult_cost(dbits, wbits, family)
-    lut = s.pe * (s.simd * ml + adder_tree_luts(s.simd, acc_bits, family)  # products, sum
+    tree = dsp_sum_luts(s.simd, acc_bits, dbits + wbits, family) if md else adder_tree_luts(
+        s.simd, acc_bits, family)
+    lut = s.pe * (s.simd * ml + tree  # products, sum
                   + adder_luts(acc_bits, family) + acc_bits)  # accumulate, zero/pass
     dsp = s.pe * s.simd * md
     # decode and entry registers, S1, output word, counters

@@ -53,6 +53,7 @@ from ..estimate import (
     accumulated_product_luts,
     adder_luts,
     adder_tree_luts,
+    dsp_sum_luts,
     memory_cost,
     mult_cost,
 )
@@ -458,8 +459,9 @@ def estimate(spec: Spec, family: str) -> Cost:
     if not md and s.simd == 1:  # each product only feeds its accumulator
         ml = accumulated_product_luts(ab, bb, family)
     products = s.pe * s.simd
-    lut = products * ml + s.pe * (adder_tree_luts(s.simd, acc_bits, family)
-                                  + adder_luts(acc_bits, family))
+    tree = dsp_sum_luts(s.simd, acc_bits, ab + bb, family) if md else adder_tree_luts(
+        s.simd, acc_bits, family)
+    lut = products * ml + s.pe * (tree + adder_luts(acc_bits, family))
     b_lut, b_bram = memory_cost(s.banks * s.b_lanes * bb,
                                 (2 if s.pingpong else 1) * s.b_depth, family)
     a_lut, a_bram = memory_cost(s.simd * ab, 2 * s.token_words, family)

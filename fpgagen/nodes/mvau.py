@@ -32,10 +32,13 @@ from ..estimate import (
     compare_luts,
     constant_thresholds_luts,
     control_luts,
+    distinct_rom_bits,
     dot_product_luts,
+    dsp_sum_luts,
     memory,
     mult_cost,
     popcount_luts,
+    rom_logic_luts,
     threshold_rom,
     uses_dsp,
 )
@@ -387,8 +390,10 @@ def estimate(spec: Spec, family: str) -> Cost:
           or s.weight_type.bipolar or s.in_type.bipolar):  # a conditional negate, no product
         ml, md = mult_cost(s.in_type.bits, wbits, family, constant_weights=constant_weights)
         negate = not (constant_weights or md)  # bipolar: the negation merges into the tree
-        lut += s.pe * (s.simd * ml + adder_tree_luts(
-            s.simd, acc_bits, family, _product_bits(s, wbits) if negate else None))
+        tree = (dsp_sum_luts(s.simd, acc_bits, _product_bits(s, wbits), family) if md
+                else adder_tree_luts(s.simd, acc_bits, family,
+                                     _product_bits(s, wbits) if negate else None))
+        lut += s.pe * (s.simd * ml + tree)
         dsp += s.pe * s.simd * md
     else:  # LUT products and their sum: one multiply-accumulate in Yosys
         lut += dot_product_luts(s.pe * s.simd, s.in_type.bits, wbits, acc_bits, family,
@@ -414,6 +419,12 @@ def _product_bits(s: Spec, wbits: int) -> int:
     return s.in_type.bits + wbits
 
 
+def _distinct_bits(plan: thresholds.Plan, t_bits: int) -> int:
+    """``distinct_rom_bits`` of the threshold memory: a word per group of ``pe`` rows."""
+    t = plan.thresholds.reshape(plan.groups, -1) & ((1 << t_bits) - 1)
+    return distinct_rom_bits(((t[..., None] >> np.arange(t_bits)) & 1).reshape(plan.groups, -1))
+
+
 def threshold_cost(plan: thresholds.Plan | None, acc_bits: int, out_bits: int, family: str
                    ) -> tuple[int, int, float]:
     """(luts, ffs, bram18) of the comparisons, the threshold memory and the thresholds'
@@ -423,15 +434,23 @@ def threshold_cost(plan: thresholds.Plan | None, acc_bits: int, out_bits: int, f
     pe, levels, nf = plan.pe, plan.levels, plan.groups
     if plan.mode == "offsets":  # acc - offset against constants
         off_bits = plan.stored_type.bits
-        x_bits = max(acc_bits, off_bits) + 1
+        x_bits = plan.compare_bits(acc_bits)
         lut = pe * (adder_luts(x_bits, family)
                     + constant_thresholds_luts(levels, x_bits, out_bits, family))
         tl, tf, tb = memory(pe * off_bits, nf, family, writable=False)
         return lut + tl, tf, tb
+    if plan.mode == "constants":  # one group: compares with constants in the logic
+        return pe * constant_thresholds_luts(levels, acc_bits, out_bits, family), 0, 0
     t_bits = acc_bits  # thresholds are clipped to the reachable accumulator range
     lut = pe * levels * compare_luts(acc_bits, family)
     # its read register and the stage register beside the dot products merge
     tl, tf, tb = threshold_rom(pe * levels * t_bits, nf, family, sync_read=False)
+    stored = pe * levels * t_bits  # thresholds beside their dot products: a register
+    if not tb:  # in logic only the distinct bits that vary between groups cost LUTs, and
+        # registers of equal bits merge (ECP5's ViT patch embedding: 733 FFs, not 10,383)
+        stored = memo_on_array(plan.thresholds, ("rom_bits", pe, t_bits),
+                               lambda: _distinct_bits(plan, t_bits))
+        tl = rom_logic_luts(1, nf, family) * stored if tl else 0
     if nf > 1:  # one threshold word is constants, its register folds away
-        tf += pe * levels * t_bits  # thresholds beside their dot products
+        tf += stored
     return lut + tl, tf, tb

@@ -60,6 +60,7 @@ from ..hw.sequential import (
     select,
     unit_cycles,
 )
+from . import table
 from .base import (
     Cost,
     SameShapeStream,
@@ -427,12 +428,18 @@ def fill_words(spec: Spec) -> int:
 
 
 def _exp_unit_cost(depth_hi: int, hi_bits: int, lo_depth: int, lo_bits: int,
-                   family: str) -> Cost:
-    """One lookup: a table (or two tables and a multiply) of the given shape."""
-    lut, bram = memory_cost(hi_bits, depth_hi, family)
+                   family: str, tables: tuple | None = None) -> Cost:
+    """One lookup: a table (or two tables and a multiply) of the given shape; with
+    ``tables`` (their contents: the variant built) the ROMs are costed from them."""
+    def rom(i: int, bits: int, depth: int) -> tuple[int, float]:
+        if tables is not None:
+            return table.rom_cost(tables[i], family)
+        return memory_cost(bits, depth, family, writable=False)
+
+    lut, bram = rom(0, hi_bits, depth_hi)
     dsp = 0
     if lo_depth:
-        ll, lb = memory_cost(lo_bits, lo_depth, family)
+        ll, lb = rom(1, lo_bits, lo_depth)
         ml, md = mult_cost(hi_bits, lo_bits, family)
         lut, bram, dsp = lut + ll + ml, bram + lb, md
     lut += compare_luts(max(1, (depth_hi * max(1, lo_depth)).bit_length()), family)  # clip
@@ -451,9 +458,12 @@ def exp_unit_costs(spec: Spec, family: str) -> dict[str, Cost]:
     else:
         k = math.ceil(max(1, (s.depth - 1).bit_length()) / 2)
         hi_bits = lo_bits = width
+    built = (s.exp_table,) if s.variant == "single" else (s.exp_hi, s.exp_lo)
     return {
-        "single": _exp_unit_cost(s.depth, width, 0, 0, family),
-        "split": _exp_unit_cost(-(-s.depth // (1 << k)), hi_bits, 1 << k, lo_bits, family),
+        "single": _exp_unit_cost(s.depth, width, 0, 0, family,
+                                 built if s.variant == "single" else None),
+        "split": _exp_unit_cost(-(-s.depth // (1 << k)), hi_bits, 1 << k, lo_bits, family,
+                                built if s.variant == "split" else None),
     }
 
 

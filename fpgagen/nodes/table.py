@@ -306,6 +306,26 @@ def lane_luts(spec: Spec, family: str) -> int:
                                       lut_inputs(family)), compute)
 
 
+def rom_cost(values: np.ndarray, family: str) -> tuple[int, float]:
+    """(luts, bram18) of a ROM of these unsigned contents with one read port (another
+    kind's lookup, e.g. the softmax's exponent tables): placed as Yosys places a ROM,
+    in logic costed per output bit from the contents as a table's lane (up to
+    ``MAX_IN_BITS`` address bits; the address beyond the contents repeats the last
+    entry, as a clipped lookup reads it)."""
+    values = np.asarray(values, dtype=np.int64)
+    bits = max(1, int(values.max()).bit_length())
+    addr = max(1, (len(values) - 1).bit_length())
+    where, _ = memory_placement(bits, len(values), family, writable=False)
+    if where == "block" or addr > MAX_IN_BITS:
+        return memory_cost(bits, len(values), family, writable=False)
+
+    def compute() -> int:
+        padded = np.concatenate([values, np.full((1 << addr) - len(values), values[-1])])
+        lane = Spec("rom", 1, IntType(addr, False), IntType(bits, False), padded)
+        return lane_luts(lane, family)
+    return memo_on_array(values, ("rom_luts", lut_inputs(family)), compute), 0
+
+
 def estimate(spec: Spec, family: str) -> Cost:
     s = spec
     live = memo_on_array(s.table, ("live_bits", s.in_type, s.out_type), lambda: sum(

@@ -206,7 +206,7 @@ def estimate(spec: Spec, family: str) -> Cost:
     plan = threshold_plan(s)
     ff = s.pe * (s.in_type.bits + s.out_type.bits) + max(1, s.nf.bit_length()) + 2
     if plan.mode == "offsets":  # x - offset against constants
-        x_bits = max(s.in_type.bits, plan.stored_type.bits) + 1
+        x_bits = plan.compare_bits(s.in_type.bits)
         lut = s.pe * (adder_luts(x_bits, family) + adder_luts(s.out_type.bits, family)
                       + constant_thresholds_luts(s.levels, x_bits, s.out_type.bits, family))
         ml, mf, mb = memory(s.pe * plan.stored_type.bits, s.nf, family, writable=False)
@@ -222,7 +222,7 @@ def estimate(spec: Spec, family: str) -> Cost:
         lut = s.pe * s.out_type.bits
     else:
         lut = (varying * compare_luts(t_bits, family)
-               + constant * constant_compare_luts(t_bits, family))
+               + constant * constant_compare_luts(s.in_type.bits, family))
         lut += s.pe * popcount_luts(s.levels, family, constant_weights=True)  # the count
         lut += s.pe * adder_luts(s.out_type.bits, family)  # + out_base
     ml, mf, mb = memory(s.pe * s.levels * t_bits, s.nf, family, writable=False)

@@ -42,7 +42,7 @@ from ..estimate import (
     accumulated_product_luts,
     adder_luts,
     compare_luts,
-    lut_inputs,
+    constant_compare_luts,
     memory,
     mult_cost,
     popcount_luts,
@@ -356,7 +356,7 @@ def _activation_luts(s: Spec, acc_bits: int, family: str) -> int:
     threshold read from memory the carry chain of ``compare_luts``.
     """
     if s.nf == 1:
-        compare = -(-acc_bits // lut_inputs(family))
+        compare = constant_compare_luts(acc_bits, family)
     else:
         compare = compare_luts(acc_bits, family)
     count = popcount_luts(s.levels, family, constant_weights=True)  # as thresholding's
