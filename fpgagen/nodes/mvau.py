@@ -419,6 +419,14 @@ def _product_bits(s: Spec, wbits: int) -> int:
     return s.in_type.bits + wbits
 
 
+# Threshold ROMs in logic of at most this many words: bits with equal columns are built
+# once and their registers merge. Measured on the ViT's 255-level patch embedding, the
+# same in synth_ecp5 and synth_xilinx: at 8 words (PE 4) 731-733 FFs for 10,200 bits
+# (250 distinct columns); at 32 words (PE 1) 2,385 FFs for 2,550 bits, as many as the
+# full width that deeper ROMs are costed at (LFC-2w2a's 256-word ones included).
+MERGED_ROM_WORDS = 16
+
+
 def _distinct_bits(plan: thresholds.Plan, t_bits: int) -> int:
     """``distinct_rom_bits`` of the threshold memory: a word per group of ``pe`` rows."""
     t = plan.thresholds.reshape(plan.groups, -1) & ((1 << t_bits) - 1)
@@ -446,8 +454,7 @@ def threshold_cost(plan: thresholds.Plan | None, acc_bits: int, out_bits: int, f
     # its read register and the stage register beside the dot products merge
     tl, tf, tb = threshold_rom(pe * levels * t_bits, nf, family, sync_read=False)
     stored = pe * levels * t_bits  # thresholds beside their dot products: a register
-    if not tb:  # in logic only the distinct bits that vary between groups cost LUTs, and
-        # registers of equal bits merge (ECP5's ViT patch embedding: 733 FFs, not 10,383)
+    if not tb and nf <= MERGED_ROM_WORDS:  # in logic, each distinct bit once
         stored = memo_on_array(plan.thresholds, ("rom_bits", pe, t_bits),
                                lambda: _distinct_bits(plan, t_bits))
         tl = rom_logic_luts(1, nf, family) * stored if tl else 0
