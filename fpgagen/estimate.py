@@ -314,6 +314,17 @@ def dot_product_luts(terms: int, a_bits: int, b_bits: int, sum_bits: int, family
     return math.ceil(terms * per_term * scale)
 
 
+def constant_dot_product_luts(set_bits: int, a_bits: int, family: str, *, a_signed: bool
+                              ) -> int:
+    """LUTs of a dot product with constant weights on a LUT4 part (no DSP): ``maccmap``
+    adds the input once per set bit of each weight (two's complement), so it costs as
+    ``dot_product_luts`` per partial-product bit, ``set_bits * a_bits`` of them
+    (digits_cnn on iCE40: 2.2-2.3 LUTs per such bit in its two all-constant MVAUs).
+    LUT6 parts fold these products into the adder tree (``mult_cost``)."""
+    per_ab, _, per_signed = _DOT_PER_TERM
+    return math.ceil((per_ab + per_signed * a_signed) * set_bits * a_bits * LUT4_DOT_FACTOR)
+
+
 # A LUT product whose sum is only its own accumulator (a VVAU lane, a matmul with one
 # product per lane): no adder tree to merge into, about 1.5 LUTs per partial-product
 # bit (xc7: the ViT's matmuls 1.4-1.6, small_mobilenet's VVAUs about 1.1).

@@ -30,11 +30,13 @@ from ..estimate import (
     adder_luts,
     adder_tree_luts,
     compare_luts,
+    constant_dot_product_luts,
     constant_thresholds_luts,
     control_luts,
     distinct_rom_bits,
     dot_product_luts,
     dsp_sum_luts,
+    lut_inputs,
     memory,
     mult_cost,
     popcount_luts,
@@ -386,6 +388,13 @@ def estimate(spec: Spec, family: str) -> Cost:
     lut = dsp = 0
     if s.xnor:
         lut += s.pe * popcount_luts(s.simd, family, constant_weights=constant_weights)
+    elif (constant_weights and lut_inputs(family) == 4 and not s.weight_type.bipolar
+          and not s.in_type.bipolar and not uses_dsp(s.in_type.bits, wbits, family)):
+        # LUT4, products of constants: maccmap adds x once per set weight bit
+        set_bits = memo_on_array(s.weights, ("set_bits", wbits), lambda: int(sum(
+            bin(int(w) & ((1 << wbits) - 1)).count("1") for w in s.weights.ravel())))
+        lut += constant_dot_product_luts(set_bits, s.in_type.bits, family,
+                                         a_signed=s.in_type.signed)
     elif (constant_weights or uses_dsp(s.in_type.bits, wbits, family)
           or s.weight_type.bipolar or s.in_type.bipolar):  # a conditional negate, no product
         ml, md = mult_cost(s.in_type.bits, wbits, family, constant_weights=constant_weights)
