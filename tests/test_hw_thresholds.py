@@ -66,6 +66,33 @@ def test_fractional_biases_need_a_shift_and_stay_exact(seed):
     assert pc.mode == "offsets" and equivalent(pc, clipped, -40, 40)
 
 
+def test_compare_bits_is_the_width_the_hardware_compares():
+    """The estimate's compare width (``Plan.compare_bits``) is the width of the value the
+    hardware compares, ``(acc << shift) + offset``, shift included."""
+    from amaranth.hdl import Signal, signed
+
+    rng = np.random.default_rng(3)
+    step, beta = 2.6, rng.uniform(-30, 30, size=(12, 1))
+    t = np.ceil((np.arange(31) - 15) * step - beta).astype(np.int64)
+    p = thresholds.plan(t, 3, -90, 90)
+    assert p.mode == "offsets" and p.shift > 0
+    acc, off = Signal(signed(8)), Signal(signed(p.stored_type.bits))  # [-90, 90]
+    assert p.compare_bits(8) == ((acc << p.shift) + off).shape().width
+
+
+def test_distinct_rom_bits_counts_each_function_of_the_address_once():
+    from fpgagen.estimate import distinct_rom_bits
+
+    address = np.arange(8)
+    a0, a2 = address & 1, (address >> 2) & 1
+    f = np.array([0, 1, 1, 0, 1, 0, 0, 1])  # parity: a function of the address
+    g = np.array([1, 1, 0, 1, 0, 0, 0, 1])
+    columns = [np.zeros(8, int), np.ones(8, int), a0, 1 - a2,  # constants, wires
+               f, f, 1 - f, g]  # f thrice (once complemented), g
+    assert distinct_rom_bits(np.stack(columns, axis=1)) == 2
+    assert distinct_rom_bits(np.stack([f, g], axis=1)[:1]) == 0  # one word: constants
+
+
 def requant_mvau(rng, mw, mh, in_type, w_type, out, *, pe, simd, vectors=2, step=(1, 2)):
     w = (np.where(rng.integers(0, 2, size=(mh, mw)) > 0, 1, -1) if w_type.bipolar
          else rng.integers(w_type.min, w_type.max + 1, size=(mh, mw)))
