@@ -67,10 +67,24 @@ def memory_placement(width: int, depth: int, family: str, *, writable: bool = Tr
                    key=lambda c: c[2])
     unit_cost, shapes = _BLOCK.get(family, _BLOCK["xc7"])
     for d, w in (shapes if block_ram else []):
-        cells, mux = _tiles(width, depth, d, w)
+        cells, mux = _block_tiles(width, depth, d, w, shapes)
         best = min(best, ("block", cells, unit_cost * cells + mux + _READ_PORT_COST),
                    key=lambda c: c[2])
     return best[0], best[1]
+
+
+def _block_tiles(width: int, depth: int, shape_depth: int, shape_width: int,
+                 shapes: list[tuple[int, int]]) -> tuple[int, float]:
+    """``_tiles`` in block RAM, where the columns left over once the shape's are full
+    take whichever shape holds them in the fewest cells (LFC-2w2a's 256-bit weight
+    memory of 8192 words: 28 columns of 2K x 9 and its last 4 bits in 4K x 4 cells,
+    114 BRAM18 as Yosys places it, not 116)."""
+    full, rest = divmod(width, shape_width)
+    if not full or not rest:
+        return _tiles(width, depth, shape_depth, shape_width)
+    cells, mux = _tiles(full * shape_width, depth, shape_depth, shape_width)
+    rest_cells, rest_mux = min(_tiles(rest, depth, d, w) for d, w in shapes)
+    return cells + rest_cells, mux + rest_mux
 
 
 def rom_logic_luts(width: int, depth: int, family: str) -> int:

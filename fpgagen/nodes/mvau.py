@@ -436,10 +436,22 @@ def _product_bits(s: Spec, wbits: int) -> int:
 MERGED_ROM_WORDS = 16
 
 
-def _distinct_bits(plan: thresholds.Plan, t_bits: int) -> int:
-    """``distinct_rom_bits`` of the threshold memory: a word per group of ``pe`` rows."""
+def _rom_bits(plan: thresholds.Plan, t_bits: int) -> np.ndarray:
+    """The threshold memory's contents, a word per group of ``pe`` rows, as 0/1 bits."""
     t = plan.thresholds.reshape(plan.groups, -1) & ((1 << t_bits) - 1)
-    return distinct_rom_bits(((t[..., None] >> np.arange(t_bits)) & 1).reshape(plan.groups, -1))
+    return ((t[..., None] >> np.arange(t_bits)) & 1).reshape(plan.groups, -1)
+
+
+def _distinct_bits(plan: thresholds.Plan, t_bits: int) -> int:
+    return distinct_rom_bits(_rom_bits(plan, t_bits))
+
+
+def _varying_bits(plan: thresholds.Plan, t_bits: int) -> int:
+    """Bits of the threshold memory that differ between its words (measured: a 512-word
+    ROM of 60 bits, 30 of them constant, is one RAMB18 in Yosys; LFC-2w2a's first
+    threshold memory too, estimated at 2 before)."""
+    bits = _rom_bits(plan, t_bits)
+    return int((bits != bits[:1]).any(axis=0).sum())
 
 
 def threshold_cost(plan: thresholds.Plan | None, acc_bits: int, out_bits: int, family: str
@@ -458,10 +470,14 @@ def threshold_cost(plan: thresholds.Plan | None, acc_bits: int, out_bits: int, f
         return lut + tl, tf, tb
     if plan.mode == "constants":  # one group: compares with constants in the logic
         return pe * constant_thresholds_luts(levels, acc_bits, out_bits, family), 0, 0
-    t_bits = acc_bits  # thresholds are clipped to the reachable accumulator range
+    t_bits = plan.stored_type.bits  # as the memory holds them (clipped to the range)
     lut = pe * levels * compare_luts(acc_bits, family)
     # its read register and the stage register beside the dot products merge
     tl, tf, tb = threshold_rom(pe * levels * t_bits, nf, family, sync_read=False)
+    if tb:  # Yosys drops a ROM's constant bits: block RAM holds those that vary
+        tl, tf, tb = threshold_rom(memo_on_array(
+            plan.thresholds, ("varying_bits", pe, t_bits), lambda: _varying_bits(plan, t_bits)),
+            nf, family, sync_read=False)
     stored = pe * levels * t_bits  # thresholds beside their dot products: a register
     if not tb and nf <= MERGED_ROM_WORDS:  # in logic, each distinct bit once
         stored = memo_on_array(plan.thresholds, ("rom_bits", pe, t_bits),
