@@ -55,20 +55,27 @@ def _lutram_shapes(family: str, single_port: bool) -> list[tuple[int, int, int, 
 
 
 def memory_placement(width: int, depth: int, family: str, *, writable: bool = True,
-                     single_port: bool = False, block_ram: bool = True) -> tuple[str, int]:
+                     single_port: bool = False, block_ram: bool = True,
+                     read_ports: int = 1) -> tuple[str, int]:
     """Where Yosys puts a depth x width memory: ``("logic" | "distributed" | "block",
-    cells)`` (cells: LUTRAM cells or block RAM units, 0 for logic). ``block_ram=False``:
-    a memory read asynchronously, which block RAM cannot hold."""
+    cells)`` (cells: LUTRAM cells or block RAM units of one copy, 0 for logic).
+    ``block_ram=False``: a memory read asynchronously, which block RAM cannot hold.
+    ``read_ports``: distributed and block RAM hold a copy per read port, logic holds
+    the bits once (measured on iCE40: a 32 x 4 RAM with two or nine read ports is
+    flip-flops, with one an EBR; 32 x 64 with four is 16 EBRs; the sliding window's
+    nine-tap buffers of digits_cnn)."""
     bits = width * depth
     best = ("logic", 0, bits * (1.0 if writable else _ROM_LOGIC_COST.get(family, 1 / 16)))
     for d, w, cost, _ in (_lutram_shapes(family, single_port) if writable else []):
         cells, mux = _tiles(width, depth, d, w)
-        best = min(best, ("distributed", cells, cost * cells + mux + _READ_PORT_COST),
+        best = min(best, ("distributed", cells,
+                          read_ports * (cost * cells + mux + _READ_PORT_COST)),
                    key=lambda c: c[2])
     unit_cost, shapes = _BLOCK.get(family, _BLOCK["xc7"])
     for d, w in (shapes if block_ram else []):
         cells, mux = _block_tiles(width, depth, d, w, shapes)
-        best = min(best, ("block", cells, unit_cost * cells + mux + _READ_PORT_COST),
+        best = min(best, ("block", cells,
+                          read_ports * (unit_cost * cells + mux + _READ_PORT_COST)),
                    key=lambda c: c[2])
     return best[0], best[1]
 
@@ -128,8 +135,8 @@ def _lutram_luts(width: int, depth: int, family: str, single_port: bool = False)
 
 
 def memory(width: int, depth: int, family: str, *, writable: bool = True,
-           sync_read: bool = True, single_port: bool = False, block_ram: bool = True
-           ) -> tuple[int, int, float]:
+           sync_read: bool = True, single_port: bool = False, block_ram: bool = True,
+           read_ports: int = 1) -> tuple[int, int, float]:
     """(luts, ffs, bram18) of a RAM (or, ``writable=False``, a ROM) of depth x width.
 
     Placed as Yosys places it (``memory_placement``). Block RAM is counted in 18 Kb
@@ -138,22 +145,35 @@ def memory(width: int, depth: int, family: str, *, writable: bool = True,
     A synchronous read port outside block RAM adds its output register.
     ``single_port``: read and written at one address (denser distributed RAM cells).
     ``block_ram=False``: read asynchronously (an iCE40 FIFO of that kind is flip-flops).
+    ``read_ports``: each port has its own copy (RAM cells) or read multiplexers (logic).
     """
     if width <= 0 or depth <= 0:
         return 0, 0, 0
     if not writable and depth == 1:
         return 0, 0, 0
+    n = read_ports
     where, cells = memory_placement(width, depth, family, writable=writable,
-                                    single_port=single_port, block_ram=block_ram)
+                                    single_port=single_port, block_ram=block_ram,
+                                    read_ports=n)
     if where == "block":
-        return 0, 0, round(cells * EBR_IN_BRAM18, 3) if family == "ice40" else cells
+        return 0, 0, round(n * cells * EBR_IN_BRAM18, 3) if family == "ice40" else n * cells
     ffs = width if sync_read else 0
     if where == "distributed":
-        return _lutram_luts(width, depth, family, single_port), ffs, 0
+        return n * _lutram_luts(width, depth, family, single_port), n * ffs, 0
     if not writable:  # Yosys registers a logic ROM's address, not its data
         address = max(1, (depth - 1).bit_length()) if sync_read else 0
-        return rom_logic_luts(width, depth, family), address, 0
-    return mux_luts(width, depth, family), ffs + width * depth, 0
+        return n * rom_logic_luts(width, depth, family), n * address, 0
+    mux = n * mux_luts(width, depth, family)
+    if n > 1 and lut_inputs(family) == 4:
+        mux = math.ceil(mux * MULTI_PORT_MUX_SHARE)
+    return mux, n * ffs + width * depth, 0
+
+
+# A RAM in flip-flops read by several ports on LUT4 parts: its read multiplexers cost
+# about a third of one per port (measured on iCE40: the nine-tap sliding-window buffers
+# of digits_cnn, 9.1 and 11.1 LUTs per bit and port for 32 words where one 32:1
+# multiplexer is 31; a hypothesis is that ABC shares the ports' first levels).
+MULTI_PORT_MUX_SHARE = 1 / 3
 
 
 def threshold_rom(width: int, depth: int, family: str, *, sync_read: bool = True
@@ -169,10 +189,11 @@ def threshold_rom(width: int, depth: int, family: str, *, sync_read: bool = True
     return luts, ffs, bram
 
 
-def memory_cost(width: int, depth: int, family: str, *, writable: bool = True
-                ) -> tuple[int, float]:
+def memory_cost(width: int, depth: int, family: str, *, writable: bool = True,
+                read_ports: int = 1) -> tuple[int, float]:
     """(luts, bram18) of ``memory`` (its flip-flops: ``memory``'s second value)."""
-    luts, _, bram = memory(width, depth, family, writable=writable, sync_read=False)
+    luts, _, bram = memory(width, depth, family, writable=writable, sync_read=False,
+                           read_ports=read_ports)
     return luts, bram
 
 

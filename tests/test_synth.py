@@ -61,6 +61,21 @@ def test_block_ram_estimate_is_exact(tmp_path, family, bram18):
     assert json.loads((tmp_path / family / "result.json").read_text())["key"] == res["key"]
 
 
+@pytest.mark.parametrize("channels, size, simd", [(1, 8, 9), (16, 4, 16)])
+def test_sliding_window_buffer_placement_is_exact_on_ice40(tmp_path, channels, size, simd):
+    """A line buffer is a copy per read port in block RAM but one array of flip-flops
+    in logic: nine taps of a 4-bit channel are flip-flops (an EBR per tap before), one
+    tap of 16 channels is EBRs (digits_cnn's first and last windows on iCE40)."""
+    from fpgagen.nodes import swg
+
+    spec = swg.Spec("w", channels, size, size, 3, 3, IntType(4, False), pad_top=1,
+                    pad_left=1, pad_bottom=1, pad_right=1, simd=simd)
+    job = synth.Job("w", synth.node_verilog(spec), synth.NODE_TOP, tmp_path / "w")
+    yosys = synth.synthesize(job, "ice40")["resources"]
+    assert nodes.estimate(spec, "ice40").bram18 == pytest.approx(yosys["bram18"], abs=1e-3)
+    assert (yosys["bram18"] > 0) == (spec.taps == 1), (spec.taps, yosys)
+
+
 def test_cached_result_is_reused_and_keyed_by_content(tmp_path, monkeypatch):
     text = synth.node_verilog(fifo.Spec("tiny", 4, IntType(3, True), 1, 2))
     job = synth.Job("tiny", text, synth.NODE_TOP, tmp_path)

@@ -446,8 +446,8 @@ def estimate(spec: Spec, family: str) -> Cost:
     readable compare and padding checks."""
     s = spec
     width = s.simd * s.dtype.bits
-    mem_lut, bram = memory_cost(s.in_lanes * s.dtype.bits, s.buffer_depth, family)
-    mem_lut, bram = mem_lut * s.taps, bram * s.taps
+    mem_lut, bram = memory_cost(s.in_lanes * s.dtype.bits, s.buffer_depth, family,
+                                read_ports=s.taps)
     abits = (s.buffer_depth - 1).bit_length()
     lead_bits = abits + 2
     counter_bits = sum(max(1, (n - 1).bit_length()) for n in
