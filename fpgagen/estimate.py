@@ -124,6 +124,14 @@ def distinct_rom_bits(bits: np.ndarray) -> int:
     return sum(tuple(c) not in trivial for c in unique.T)
 
 
+def varying_rom_bits(bits: np.ndarray) -> int:
+    """Output bits of a ROM (``bits``: depth x width, 0/1) that differ between its
+    words: Yosys drops the constant ones before it places the memory (a 512 x 60 ROM
+    with 30 constant bits is one RAMB18)."""
+    bits = np.asarray(bits)
+    return int((bits != bits[:1]).any(axis=0).sum())
+
+
 def _lutram_luts(width: int, depth: int, family: str, single_port: bool = False) -> int:
     """LUTs of a distributed RAM in its cheapest cell shape."""
     shapes = _lutram_shapes(family, single_port)

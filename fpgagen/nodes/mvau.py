@@ -43,6 +43,7 @@ from ..estimate import (
     rom_logic_luts,
     threshold_rom,
     uses_dsp,
+    varying_rom_bits,
 )
 from ..hw import thresholds
 from ..hw.primitives import adder_tree, pack_words, popcount
@@ -391,8 +392,8 @@ def estimate(spec: Spec, family: str) -> Cost:
     elif (constant_weights and lut_inputs(family) == 4 and not s.weight_type.bipolar
           and not s.in_type.bipolar and not uses_dsp(s.in_type.bits, wbits, family)):
         # LUT4, products of constants: maccmap adds x once per set weight bit
-        set_bits = memo_on_array(s.weights, ("set_bits", wbits), lambda: int(sum(
-            bin(int(w) & ((1 << wbits) - 1)).count("1") for w in s.weights.ravel())))
+        set_bits = memo_on_array(s.weights, ("set_bits", wbits), lambda: int(
+            (((s.weights[..., None] & ((1 << wbits) - 1)) >> np.arange(wbits)) & 1).sum()))
         lut += constant_dot_product_luts(set_bits, s.in_type.bits, family,
                                          a_signed=s.in_type.signed)
     elif (constant_weights or uses_dsp(s.in_type.bits, wbits, family)
@@ -446,14 +447,6 @@ def _distinct_bits(plan: thresholds.Plan, t_bits: int) -> int:
     return distinct_rom_bits(_rom_bits(plan, t_bits))
 
 
-def _varying_bits(plan: thresholds.Plan, t_bits: int) -> int:
-    """Bits of the threshold memory that differ between its words (measured: a 512-word
-    ROM of 60 bits, 30 of them constant, is one RAMB18 in Yosys; LFC-2w2a's first
-    threshold memory too, estimated at 2 before)."""
-    bits = _rom_bits(plan, t_bits)
-    return int((bits != bits[:1]).any(axis=0).sum())
-
-
 def threshold_cost(plan: thresholds.Plan | None, acc_bits: int, out_bits: int, family: str
                    ) -> tuple[int, int, float]:
     """(luts, ffs, bram18) of the comparisons, the threshold memory and the thresholds'
@@ -474,10 +467,10 @@ def threshold_cost(plan: thresholds.Plan | None, acc_bits: int, out_bits: int, f
     lut = pe * levels * compare_luts(acc_bits, family)
     # its read register and the stage register beside the dot products merge
     tl, tf, tb = threshold_rom(pe * levels * t_bits, nf, family, sync_read=False)
-    if tb:  # Yosys drops a ROM's constant bits: block RAM holds those that vary
+    if tb:  # block RAM holds the bits that vary (LFC-2w2a's first: 1 BRAM18, not 2)
         tl, tf, tb = threshold_rom(memo_on_array(
-            plan.thresholds, ("varying_bits", pe, t_bits), lambda: _varying_bits(plan, t_bits)),
-            nf, family, sync_read=False)
+            plan.thresholds, ("varying_bits", pe, t_bits),
+            lambda: varying_rom_bits(_rom_bits(plan, t_bits))), nf, family, sync_read=False)
     stored = pe * levels * t_bits  # thresholds beside their dot products: a register
     if not tb and nf <= MERGED_ROM_WORDS:  # in logic, each distinct bit once
         stored = memo_on_array(plan.thresholds, ("rom_bits", pe, t_bits),
