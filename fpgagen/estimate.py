@@ -28,13 +28,21 @@ LUTRAM_MAX_DEPTH = 64  # FIFOs this shallow are built with an asynchronous-read 
 _ROM_LOGIC_COST = {"xc7": 1 / 64, "xcup": 1 / 64, "ecp5": 1 / 16, "ice40": 1 / 16}
 _BLOCK = {"xc7": (129, _BRAM18_SHAPES), "xcup": (129, _BRAM18_SHAPES),
           "ecp5": (128, _BRAM18_SHAPES), "ice40": (64, _EBR_SHAPES)}
-# Distributed RAM cells (depth, width, cost, LUTs): Xilinx RAM32M / RAM64M, ECP5
-# DPR16X4; iCE40 has none (a small writable memory is flip-flops and read muxes).
-_LUTRAM = {"xc7": [(32, 6, 8, 4), (64, 3, 8, 4)], "xcup": [(32, 6, 8, 4), (64, 3, 8, 4)],
-           "ecp5": [(16, 4, 4, 4)], "ice40": []}
+# Distributed RAM cells (depth, width, cost, LUTs, widthscale): Xilinx RAM32M / RAM64M,
+# ECP5 DPR16X4; iCE40 has none (a small writable memory is flip-flops and read muxes).
+# ``widthscale`` is the part of a cell's cost that scales with the data bits it holds
+# (Yosys' xilinx/lutrams_xc5v.txt: a RAM64M holding one bit of three costs 1 + 7/3).
+_LUTRAM = {"xc7": [(32, 6, 8, 4, 7), (64, 3, 8, 4, 7)],
+           "xcup": [(32, 6, 8, 4, 7), (64, 3, 8, 4, 7)],
+           "ecp5": [(16, 4, 4, 4, 0)], "ice40": []}
 # A RAM read and written at the same address is single-port: RAM32M holds 32 x 8.
-_LUTRAM_SINGLE_PORT = {"xc7": [(32, 8, 8, 4), (64, 4, 8, 4)],
-                       "xcup": [(32, 8, 8, 4), (64, 4, 8, 4)]}
+_LUTRAM_SINGLE_PORT = {"xc7": [(32, 8, 8, 4, 8), (64, 4, 8, 4, 8)],
+                       "xcup": [(32, 8, 8, 4, 8), (64, 4, 8, 4, 8)]}
+# Block RAM byte lanes (write-enable granularity): words of a writable memory are
+# padded to whole lanes; a ROM has no write port and packs bit by bit, as does a RAM
+# in iCE40's RAM4K, which has a write enable per bit (digits_vit's 1359 x 9 FIFO: six
+# 256-word rows of 9 bits in four 256 x 16 EBRs, not five 2048 x 2).
+_BLOCK_BYTE = {"xc7": 9, "xcup": 9, "ecp5": 9, "ice40": 1}
 _READ_PORT_COST = 2
 
 
@@ -48,10 +56,35 @@ def _tiles(width: int, depth: int, shape_depth: int, shape_width: int) -> tuple[
     return math.ceil(width / shape_width) * rows, 0.5 * (rows - 1) * width
 
 
-def _lutram_shapes(family: str, single_port: bool) -> list[tuple[int, int, int, int]]:
+def _lutram_shapes(family: str, single_port: bool) -> list[tuple[int, int, int, int, int]]:
     if single_port and family in _LUTRAM_SINGLE_PORT:
         return _LUTRAM_SINGLE_PORT[family]
     return _LUTRAM.get(family, [])
+
+
+def _lutram_fit(width: int, depth: int, shape: tuple[int, int, int, int, int]
+                ) -> tuple[int, float]:
+    """(cells, memory_libmap's cost) of a distributed RAM in one cell shape: the
+    fixed part of each cell's cost plus its ``widthscale`` part for the bits held
+    (C++ integer division, as in memory_libmap), plus the read multiplexers."""
+    d, w, cost, _, scale = shape
+    cells, mux = _tiles(width, depth, d, w)
+    rows = math.ceil(depth / d)
+    return cells, (cost - scale) * cells + scale * rows * width // w + mux
+
+
+def _block_fit(width: int, depth: int, shape_depth: int, shape_width: int,
+               byte: int) -> tuple[int, float]:
+    """(cells, cost of the read multiplexers) in block RAM of one shape, packed as
+    ``memory_libmap`` packs: the words of every ``shape_depth`` rows lie side by side
+    and fill cells bit by bit, a writable memory's words padded to whole byte lanes
+    (``byte``; 0: none, a lane is the cell). LFC-2w2a's 256-bit weight ROM of 8192
+    words in 2K x 9 is ceil(4 x 256 / 9) = 114 BRAM18; a 2048 x 4 RAM is one 1K x 18
+    cell, its two halves in the two 9-bit lanes."""
+    rows = math.ceil(depth / shape_depth)
+    lane = shape_width if not byte or byte > shape_width else byte
+    word = math.ceil(width / lane) * lane
+    return math.ceil(rows * word / shape_width), 0.5 * (rows - 1) * width
 
 
 def memory_placement(width: int, depth: int, family: str, *, writable: bool = True,
@@ -66,32 +99,18 @@ def memory_placement(width: int, depth: int, family: str, *, writable: bool = Tr
     nine-tap buffers of digits_cnn)."""
     bits = width * depth
     best = ("logic", 0, bits * (1.0 if writable else _ROM_LOGIC_COST.get(family, 1 / 16)))
-    for d, w, cost, _ in (_lutram_shapes(family, single_port) if writable else []):
-        cells, mux = _tiles(width, depth, d, w)
-        best = min(best, ("distributed", cells,
-                          read_ports * (cost * cells + mux + _READ_PORT_COST)),
+    for shape in (_lutram_shapes(family, single_port) if writable else []):
+        cells, cost = _lutram_fit(width, depth, shape)
+        best = min(best, ("distributed", cells, read_ports * (cost + _READ_PORT_COST)),
                    key=lambda c: c[2])
     unit_cost, shapes = _BLOCK.get(family, _BLOCK["xc7"])
+    byte = _BLOCK_BYTE.get(family, 0) if writable else 1
     for d, w in (shapes if block_ram else []):
-        cells, mux = _block_tiles(width, depth, d, w, shapes)
+        cells, mux = _block_fit(width, depth, d, w, byte)
         best = min(best, ("block", cells,
                           read_ports * (unit_cost * cells + mux + _READ_PORT_COST)),
                    key=lambda c: c[2])
     return best[0], best[1]
-
-
-def _block_tiles(width: int, depth: int, shape_depth: int, shape_width: int,
-                 shapes: list[tuple[int, int]]) -> tuple[int, float]:
-    """``_tiles`` in block RAM, where the columns left over once the shape's are full
-    take whichever shape holds them in the fewest cells (LFC-2w2a's 256-bit weight
-    memory of 8192 words: 28 columns of 2K x 9 and its last 4 bits in 4K x 4 cells,
-    114 BRAM18 as Yosys places it, not 116)."""
-    full, rest = divmod(width, shape_width)
-    if not full or not rest:
-        return _tiles(width, depth, shape_depth, shape_width)
-    cells, mux = _tiles(full * shape_width, depth, shape_depth, shape_width)
-    rest_cells, rest_mux = min(_tiles(rest, depth, d, w) for d, w in shapes)
-    return cells + rest_cells, mux + rest_mux
 
 
 def rom_logic_luts(width: int, depth: int, family: str) -> int:
@@ -133,13 +152,11 @@ def varying_rom_bits(bits: np.ndarray) -> int:
 
 
 def _lutram_luts(width: int, depth: int, family: str, single_port: bool = False) -> int:
-    """LUTs of a distributed RAM in its cheapest cell shape."""
-    shapes = _lutram_shapes(family, single_port)
-    cost = min(shapes, key=lambda s: s[2] * _tiles(width, depth, s[0], s[1])[0]
-               + _tiles(width, depth, s[0], s[1])[1])
-    cells, _ = _tiles(width, depth, cost[0], cost[1])
-    rows = math.ceil(depth / cost[0])
-    return cost[3] * cells + mux_luts(width, rows, family)
+    """LUTs of a distributed RAM in the cell shape ``memory_placement`` chooses."""
+    shape = min(_lutram_shapes(family, single_port),
+                key=lambda s: _lutram_fit(width, depth, s)[1])
+    cells, _ = _lutram_fit(width, depth, shape)
+    return shape[3] * cells + mux_luts(width, math.ceil(depth / shape[0]), family)
 
 
 def memory(width: int, depth: int, family: str, *, writable: bool = True,

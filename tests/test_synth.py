@@ -76,6 +76,19 @@ def test_sliding_window_buffer_placement_is_exact_on_ice40(tmp_path, channels, s
     assert (yosys["bram18"] > 0) == (spec.taps == 1), (spec.taps, yosys)
 
 
+@pytest.mark.parametrize("depth, bram18", [(515, 0), (769, 1)])
+def test_distributed_ram_cost_scales_with_the_bits_it_holds_on_xc7(tmp_path, depth, bram18):
+    """514 words of 4 bits are 18 RAM64M (64 x 3) whose second column holds one bit
+    of three, which Yosys costs by the bits held (``widthscale``): cheaper than a
+    RAMB18. 768 words are not (LFC-2w2a's deep FIFO was one BRAM18 too many)."""
+    spec = fifo.Spec("f", 4 * depth, IntType(4, False), 1, depth)
+    job = synth.Job("f", synth.node_verilog(spec), synth.NODE_TOP, tmp_path / "f")
+    yosys = synth.synthesize(job, "xc7")
+    assert yosys["resources"]["bram18"] == bram18
+    assert nodes.estimate(spec, "xc7").bram18 == bram18
+    assert ("RAM64M" in yosys["cells"]) == (bram18 == 0)
+
+
 def test_cached_result_is_reused_and_keyed_by_content(tmp_path, monkeypatch):
     text = synth.node_verilog(fifo.Spec("tiny", 4, IntType(3, True), 1, 2))
     job = synth.Job("tiny", text, synth.NODE_TOP, tmp_path)
