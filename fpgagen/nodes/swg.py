@@ -53,7 +53,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..dtypes import IntType
 from ..errors import SpecError
-from ..estimate import adder_luts, compare_luts, memory_cost
+from ..estimate import adder_luts, compare_luts, memory_cost, memory_placement
 from .base import Cost, check_divides, check_positive, divisors, lane_stream
 
 KIND = "sliding_window"
@@ -460,4 +460,9 @@ def estimate(spec: Spec, family: str) -> Cost:
         lut += width + 4 * s.taps * compare_luts(coord_bits // 4, family)  # the padding
     lut += 20  # control
     ff = counter_bits + coord_bits + 2 * abits + lead_bits + 2 * width + 4
+    if memory_placement(s.in_lanes * s.dtype.bits, s.buffer_depth, family,
+                        read_ports=s.taps)[0] == "logic":
+        # the buffer's bits are flip-flops (the read registers are the window's:
+        # digits_cnn's nine-tap windows on iCE40, 1312 SB_DFFE for 1024 + 288)
+        ff += s.in_lanes * s.dtype.bits * s.buffer_depth
     return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=bram, dsp=0)
