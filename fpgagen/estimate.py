@@ -151,6 +151,17 @@ def varying_rom_bits(bits: np.ndarray) -> int:
     return int((bits != bits[:1]).any(axis=0).sum())
 
 
+def registered_rom_bits(bits: np.ndarray) -> int:
+    """Flip-flops of the read register of a ROM in logic read with an enable, from its
+    contents (``bits``: depth x width, 0/1). Yosys registers such a read's data, not its
+    address (``Mem::extract_rdff``); registers of equal columns merge and those of
+    all-zero columns, equal to their initial value, are removed. The ViT's projections
+    on xc7: 569 flip-flops estimated against 574 (446 with the address)."""
+    bits = np.asarray(bits, dtype=np.uint8)
+    cols = bits[:, bits.any(axis=0)]
+    return int(np.unique(cols, axis=1).shape[1]) if cols.size else 0
+
+
 def _lutram_luts(width: int, depth: int, family: str, single_port: bool = False) -> int:
     """LUTs of a distributed RAM in the cell shape ``memory_placement`` chooses."""
     shape = min(_lutram_shapes(family, single_port),
@@ -185,7 +196,8 @@ def memory(width: int, depth: int, family: str, *, writable: bool = True,
     ffs = width if sync_read else 0
     if where == "distributed":
         return n * _lutram_luts(width, depth, family, single_port), n * ffs, 0
-    if not writable:  # Yosys registers a logic ROM's address, not its data
+    if not writable:  # the address register (a read with an enable registers the
+        # data instead: ``registered_rom_bits``, which needs the contents)
         address = max(1, (depth - 1).bit_length()) if sync_read else 0
         return n * rom_logic_luts(width, depth, family), n * address, 0
     mux = n * mux_luts(width, depth, family)

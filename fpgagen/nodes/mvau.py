@@ -40,6 +40,7 @@ from ..estimate import (
     memory,
     mult_cost,
     popcount_luts,
+    registered_rom_bits,
     rom_logic_luts,
     threshold_rom,
     uses_dsp,
@@ -413,6 +414,9 @@ def estimate(spec: Spec, family: str) -> Cost:
     ff = (s.simd * s.in_type.bits + 2 * s.pe * acc_bits + s.pe * s.out_type.bits + 8
           + 3 * max(1, (s.nf * s.sf).bit_length()))
     wl, wf, wb = memory(s.pe * s.simd * wbits, s.nf * s.sf, family, writable=False)
+    if not wb and not constant_weights:  # in logic: the read register holds the data
+        wf = memo_on_array(s.weights, ("registered_bits", s.pe, s.simd, wbits),
+                           lambda: registered_rom_bits(_weight_bits(s, wbits)))
     tl, tf, tb = threshold_cost(threshold_plan(s) if s.levels else None, acc_bits,
                                 s.out_type.bits, family)
     bl, bf, bb = (memory(s.simd * s.in_type.bits, s.sf, family, single_port=True)
@@ -420,6 +424,13 @@ def estimate(spec: Spec, family: str) -> Cost:
     lut += wl + tl + bl + control_luts(30, family)
     ff += wf + tf + bf
     return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=wb + tb + bb, dsp=dsp)
+
+
+def _weight_bits(s: Spec, wbits: int) -> np.ndarray:
+    """The weight memory's contents as 0/1 bits, a word per row (columns in any order)."""
+    tiles = s.weight_type.encode(s.weights).astype(np.int64).reshape(
+        s.nf, s.pe, s.sf, s.simd).transpose(0, 2, 1, 3).reshape(s.nf * s.sf, -1)
+    return ((tiles[..., None] >> np.arange(wbits)) & 1).reshape(s.nf * s.sf, -1)
 
 
 def _product_bits(s: Spec, wbits: int) -> int:
