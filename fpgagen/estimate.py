@@ -26,8 +26,17 @@ LUTRAM_MAX_DEPTH = 64  # FIFOs this shallow are built with an asynchronous-read 
 # adding half a cost unit per data bit of each read multiplexer across depth and 2 for
 # the read port. xc7/xcup pass -logic-cost-rom 1/64 (a ROM in LUT6s is cheap).
 _ROM_LOGIC_COST = {"xc7": 1 / 64, "xcup": 1 / 64, "ecp5": 1 / 16, "ice40": 1 / 16}
-_BLOCK = {"xc7": (129, _BRAM18_SHAPES), "xcup": (129, _BRAM18_SHAPES),
-          "ecp5": (128, _BRAM18_SHAPES), "ice40": (64, _EBR_SHAPES)}
+# Block RAM cells per family: (cost, units, shapes), units in 18 Kb (iCE40: EBRs). The
+# Xilinx library (xilinx/brams_xc4v.txt) also has RAMB36 at 257 and two cascaded
+# RAMB36 at 513: LFC-2w2a's 8192 x 256 weight ROM is 57 RAMB36 of 4K x 9 and a 2:1
+# multiplexer per bit, not 114 RAMB18 of 2K x 9 and a 4:1 one.
+_RAMB36_SHAPES = [(32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36),
+                  (512, 72)]
+_CASCADE_SHAPES = [(65536, 1)]  # a cascaded port is 1 bit wide
+_XILINX_BLOCK = [(129, 1, _BRAM18_SHAPES), (257, 2, _RAMB36_SHAPES),
+                 (513, 4, _CASCADE_SHAPES)]
+_BLOCK = {"xc7": _XILINX_BLOCK, "xcup": _XILINX_BLOCK,
+          "ecp5": [(128, 1, _BRAM18_SHAPES)], "ice40": [(64, 1, _EBR_SHAPES)]}
 # Distributed RAM cells (depth, width, cost, LUTs, widthscale): Xilinx RAM32M / RAM64M,
 # ECP5 DPR16X4; iCE40 has none (a small writable memory is flip-flops and read muxes).
 # ``widthscale`` is the part of a cell's cost that scales with the data bits it holds
@@ -97,20 +106,29 @@ def memory_placement(width: int, depth: int, family: str, *, writable: bool = Tr
     the bits once (measured on iCE40: a 32 x 4 RAM with two or nine read ports is
     flip-flops, with one an EBR; 32 x 64 with four is 16 EBRs; the sliding window's
     nine-tap buffers of digits_cnn)."""
+    where, cells, _ = _place(width, depth, family, writable, single_port, block_ram,
+                             read_ports)
+    return where, cells
+
+
+def _place(width: int, depth: int, family: str, writable: bool, single_port: bool,
+           block_ram: bool, read_ports: int) -> tuple[str, int, int]:
+    """``memory_placement`` and the rows of cells across depth (1 in logic)."""
     bits = width * depth
-    best = ("logic", 0, bits * (1.0 if writable else _ROM_LOGIC_COST.get(family, 1 / 16)))
+    cost = bits * (1.0 if writable else _ROM_LOGIC_COST.get(family, 1 / 16))
+    best = ("logic", 0, 1, cost)
     for shape in (_lutram_shapes(family, single_port) if writable else []):
         cells, cost = _lutram_fit(width, depth, shape)
-        best = min(best, ("distributed", cells, read_ports * (cost + _READ_PORT_COST)),
-                   key=lambda c: c[2])
-    unit_cost, shapes = _BLOCK.get(family, _BLOCK["xc7"])
+        best = min(best, ("distributed", cells, math.ceil(depth / shape[0]),
+                          read_ports * (cost + _READ_PORT_COST)), key=lambda c: c[3])
     byte = _BLOCK_BYTE.get(family, 0) if writable else 1
-    for d, w in (shapes if block_ram else []):
-        cells, mux = _block_fit(width, depth, d, w, byte)
-        best = min(best, ("block", cells,
-                          read_ports * (unit_cost * cells + mux + _READ_PORT_COST)),
-                   key=lambda c: c[2])
-    return best[0], best[1]
+    for unit_cost, units, shapes in (_BLOCK.get(family, _XILINX_BLOCK) if block_ram else []):
+        for d, w in shapes:
+            cells, mux = _block_fit(width, depth, d, w, byte)
+            best = min(best, ("block", units * cells, math.ceil(depth / d),
+                              read_ports * (unit_cost * cells + mux + _READ_PORT_COST)),
+                       key=lambda c: c[3])
+    return best[:3]
 
 
 def rom_logic_luts(width: int, depth: int, family: str) -> int:
@@ -188,11 +206,10 @@ def memory(width: int, depth: int, family: str, *, writable: bool = True,
     if not writable and depth == 1:
         return 0, 0, 0
     n = read_ports
-    where, cells = memory_placement(width, depth, family, writable=writable,
-                                    single_port=single_port, block_ram=block_ram,
-                                    read_ports=n)
-    if where == "block":
-        return 0, 0, round(n * cells * EBR_IN_BRAM18, 3) if family == "ice40" else n * cells
+    where, cells, rows = _place(width, depth, family, writable, single_port, block_ram, n)
+    if where == "block":  # rows of cells across depth: a multiplexer per data bit
+        bram = round(n * cells * EBR_IN_BRAM18, 3) if family == "ice40" else n * cells
+        return n * mux_luts(width, rows, family), 0, bram
     ffs = width if sync_read else 0
     if where == "distributed":
         return n * _lutram_luts(width, depth, family, single_port), n * ffs, 0
