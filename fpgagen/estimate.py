@@ -135,11 +135,14 @@ def rom_logic_luts(width: int, depth: int, family: str) -> int:
     """A ROM as logic: per output bit one LUT per LUT-sized slice of the addresses, the
     slices joined by the free wide multiplexers (MUXF7/F8: 4 LUT6s) and beyond them by
     a multiplexer tree in LUTs. The LUT4 flows map with ``abc -lut 4``, which makes no
-    PFUMX/L6MUX21: their slices are all joined in LUTs."""
+    PFUMX/L6MUX21: their slices are all joined in LUTs. On LUT6 the slices fill a
+    power of two: a 768 x 192 ROM is 4 LUT6s per bit in Yosys (3072), not 3."""
     if depth <= 1:
         return 0
     per = 64 if lut_inputs(family) == 6 else 16
     slices = math.ceil(depth / per)
+    if per == 64:
+        slices = 1 << (slices - 1).bit_length()
     free = 4 if per == 64 else 1
     return width * (slices + mux_luts(1, math.ceil(slices / free), family))
 
