@@ -421,9 +421,22 @@ def estimate(spec: Spec, family: str) -> Cost:
                                 s.out_type.bits, family)
     bl, bf, bb = (memory(s.simd * s.in_type.bits, s.sf, family, single_port=True)
                   if s.nf > 1 else (0, 0, 0))
+    if (wl and not wb and not s.xnor and not dsp and s.simd > 1 and lut_inputs(family) == 6
+            and s.nf * s.sf > ROM_SLICE_WORDS):
+        lut += wl  # the wide ROM's multiplexers again in the products (see below)
     lut += wl + tl + bl + control_luts(30, family)
     ff += wf + tf + bf
     return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=wb + tb + bb, dsp=dsp)
+
+
+# Weights from a ROM in logic deeper than one LUT6 (its slices joined by MUXF7/F8) that
+# feed multi-bit products in LUTs cost about twice the ROM in Yosys: the products cannot
+# absorb a MUXF output and ABC rebuilds part of the ROM's selection in them. Fitted on
+# xc7 nodes with 192-word ROMs: CNV-2w2a's int2 x int2 (mvau2, -32% without it, -14%
+# with), CNV-1w2a's int2 x bipolar (-18% -> -9%), digits_cnn's int4 x int4 (-12% ->
+# +4%); XNOR products (CNV-1w1a), ROMs of one slice (the ViT's 32 words) and a single
+# product into its accumulator (digits_cnn's last MVAU, 640 words) need none.
+ROM_SLICE_WORDS = 64
 
 
 def _weight_bits(s: Spec, wbits: int) -> np.ndarray:
