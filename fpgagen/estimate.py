@@ -88,8 +88,8 @@ def _block_fit(width: int, depth: int, shape_depth: int, shape_width: int,
     ``memory_libmap`` packs: the words of every ``shape_depth`` rows lie side by side
     and fill cells bit by bit, a writable memory's words padded to whole byte lanes
     (``byte``; 0: none, a lane is the cell). LFC-2w2a's 256-bit weight ROM of 8192
-    words in 2K x 9 is ceil(4 x 256 / 9) = 114 BRAM18; a 2048 x 4 RAM is one 1K x 18
-    cell, its two halves in the two 9-bit lanes."""
+    words in 4K x 9 RAMB36 is ceil(2 x 256 / 9) = 57 cells; a 2048 x 4 RAM is one
+    1K x 18 cell, its two halves in the two 9-bit lanes."""
     rows = math.ceil(depth / shape_depth)
     lane = shape_width if not byte or byte > shape_width else byte
     word = math.ceil(width / lane) * lane
