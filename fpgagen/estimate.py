@@ -106,29 +106,30 @@ def memory_placement(width: int, depth: int, family: str, *, writable: bool = Tr
     the bits once (measured on iCE40: a 32 x 4 RAM with two or nine read ports is
     flip-flops, with one an EBR; 32 x 64 with four is 16 EBRs; the sliding window's
     nine-tap buffers of digits_cnn)."""
-    where, cells, _ = _place(width, depth, family, writable, single_port, block_ram,
-                             read_ports)
+    where, cells, _, _ = _place(width, depth, family, writable, single_port, block_ram,
+                                read_ports)
     return where, cells
 
 
 def _place(width: int, depth: int, family: str, writable: bool, single_port: bool,
-           block_ram: bool, read_ports: int) -> tuple[str, int, int]:
-    """``memory_placement`` and the rows of cells across depth (1 in logic)."""
+           block_ram: bool, read_ports: int) -> tuple[str, int, int, int]:
+    """``memory_placement``, the rows of cells across depth (1 in logic) and the LUTs of
+    one distributed RAM cell (0 elsewhere)."""
     bits = width * depth
     cost = bits * (1.0 if writable else _ROM_LOGIC_COST.get(family, 1 / 16))
-    best = ("logic", 0, 1, cost)
+    best = ("logic", 0, 1, 0, cost)
     for shape in (_lutram_shapes(family, single_port) if writable else []):
         cells, cost = _lutram_fit(width, depth, shape)
-        best = min(best, ("distributed", cells, math.ceil(depth / shape[0]),
-                          read_ports * (cost + _READ_PORT_COST)), key=lambda c: c[3])
+        best = min(best, ("distributed", cells, math.ceil(depth / shape[0]), shape[3],
+                          read_ports * (cost + _READ_PORT_COST)), key=lambda c: c[4])
     byte = _BLOCK_BYTE.get(family, 0) if writable else 1
     for unit_cost, units, shapes in (_BLOCK.get(family, _XILINX_BLOCK) if block_ram else []):
         for d, w in shapes:
             cells, mux = _block_fit(width, depth, d, w, byte)
-            best = min(best, ("block", units * cells, math.ceil(depth / d),
+            best = min(best, ("block", units * cells, math.ceil(depth / d), 0,
                               read_ports * (unit_cost * cells + mux + _READ_PORT_COST)),
-                       key=lambda c: c[3])
-    return best[:3]
+                       key=lambda c: c[4])
+    return best[:4]
 
 
 def rom_logic_luts(width: int, depth: int, family: str) -> int:
@@ -183,14 +184,6 @@ def registered_rom_bits(bits: np.ndarray) -> int:
     return int(np.unique(cols, axis=1).shape[1]) if cols.size else 0
 
 
-def _lutram_luts(width: int, depth: int, family: str, single_port: bool = False) -> int:
-    """LUTs of a distributed RAM in the cell shape ``memory_placement`` chooses."""
-    shape = min(_lutram_shapes(family, single_port),
-                key=lambda s: _lutram_fit(width, depth, s)[1])
-    cells, _ = _lutram_fit(width, depth, shape)
-    return shape[3] * cells + mux_luts(width, math.ceil(depth / shape[0]), family)
-
-
 def memory(width: int, depth: int, family: str, *, writable: bool = True,
            sync_read: bool = True, single_port: bool = False, block_ram: bool = True,
            read_ports: int = 1) -> tuple[int, int, float]:
@@ -209,13 +202,14 @@ def memory(width: int, depth: int, family: str, *, writable: bool = True,
     if not writable and depth == 1:
         return 0, 0, 0
     n = read_ports
-    where, cells, rows = _place(width, depth, family, writable, single_port, block_ram, n)
+    where, cells, rows, cell_luts = _place(width, depth, family, writable, single_port,
+                                           block_ram, n)
     if where == "block":  # rows of cells across depth: a multiplexer per data bit
         bram = round(n * cells * EBR_IN_BRAM18, 3) if family == "ice40" else n * cells
         return n * mux_luts(width, rows, family), 0, bram
     ffs = width if sync_read else 0
     if where == "distributed":
-        return n * _lutram_luts(width, depth, family, single_port), n * ffs, 0
+        return n * (cell_luts * cells + mux_luts(width, rows, family)), n * ffs, 0
     if not writable:  # the address register (a read with an enable registers the
         # data instead: ``registered_rom_bits``, which needs the contents)
         address = max(1, (depth - 1).bit_length()) if sync_read else 0

@@ -325,6 +325,16 @@ class Component(wiring.Component):
         return m
 
 
+def weight_tiles(weights: np.ndarray, weight_type: IntType, pe: int, simd: int
+                 ) -> np.ndarray:
+    """The weight memory's words (``weight_memory``) as raw lane values, nf * sf x
+    pe * simd."""
+    mh, mw = weights.shape
+    nf, sf = mh // pe, mw // simd
+    return weight_type.encode(weights).reshape(nf, pe, sf, simd).transpose(0, 2, 1, 3) \
+        .reshape(nf * sf, -1)
+
+
 def weight_memory(m: Module, weights: np.ndarray, weight_type: IntType, pe: int, simd: int,
                   addr, en) -> list:
     """The weights in one memory read at ``addr`` (synchronous, enabled by ``en``); returns
@@ -338,8 +348,7 @@ def weight_memory(m: Module, weights: np.ndarray, weight_type: IntType, pe: int,
     nf, sf = mh // pe, mw // simd
     wbits = 1 if weight_type.bipolar else weight_type.bits
     w_shape = unsigned(1) if weight_type.bipolar else lane_shape(weight_type)
-    tiles = weight_type.encode(weights).reshape(nf, pe, sf, simd).transpose(0, 2, 1, 3) \
-        .reshape(nf * sf, -1)
+    tiles = weight_tiles(weights, weight_type, pe, simd)
     m.submodules.weights = wmem = Memory(shape=unsigned(pe * simd * wbits), depth=nf * sf,
                                          init=pack_words(tiles, wbits))
     wport = wmem.read_port(domain="sync")
@@ -393,8 +402,8 @@ def estimate(spec: Spec, family: str) -> Cost:
     elif (constant_weights and lut_inputs(family) == 4 and not s.weight_type.bipolar
           and not s.in_type.bipolar and not uses_dsp(s.in_type.bits, wbits, family)):
         # LUT4, products of constants: maccmap adds x once per set weight bit
-        set_bits = memo_on_array(s.weights, ("set_bits", wbits), lambda: int(
-            (((s.weights[..., None] & ((1 << wbits) - 1)) >> np.arange(wbits)) & 1).sum()))
+        set_bits = memo_on_array(s.weights, ("set_bits", wbits),
+                                 lambda: int(_weight_bits(s, wbits).sum()))
         lut += constant_dot_product_luts(set_bits, s.in_type.bits, family,
                                          a_signed=s.in_type.signed)
     elif (constant_weights or uses_dsp(s.in_type.bits, wbits, family)
@@ -441,9 +450,8 @@ ROM_SLICE_WORDS = 64
 
 def _weight_bits(s: Spec, wbits: int) -> np.ndarray:
     """The weight memory's contents as 0/1 bits, a word per row (columns in any order)."""
-    tiles = s.weight_type.encode(s.weights).astype(np.int64).reshape(
-        s.nf, s.pe, s.sf, s.simd).transpose(0, 2, 1, 3).reshape(s.nf * s.sf, -1)
-    return ((tiles[..., None] >> np.arange(wbits)) & 1).reshape(s.nf * s.sf, -1)
+    tiles = weight_tiles(s.weights, s.weight_type, s.pe, s.simd).astype(np.int64)
+    return ((tiles[..., None] >> np.arange(wbits)) & 1).reshape(len(tiles), -1)
 
 
 def _product_bits(s: Spec, wbits: int) -> int:

@@ -184,14 +184,13 @@ def fill_words(spec: Spec) -> int:
 def estimate(spec: Spec, family: str) -> Cost:
     s = spec
     in_bits, acc_bits = s.in_type.bits, s.out_type.bits
+    restart = mux_luts(acc_bits, 2, family)  # the first position starts afresh
     if s.mode == "max" and in_bits == acc_bits == 1:  # an OR, restarted: one LUT
         lut = s.pe  # (CNV's 64-lane binary pooling: 74 LUTs in Yosys, 202 estimated)
+    elif s.mode == "max":
+        lut = s.pe * (compare_luts(in_bits, family) + mux_luts(acc_bits, 2, family) + restart)
     else:
-        if s.mode == "max":
-            lut = s.pe * (compare_luts(in_bits, family) + mux_luts(acc_bits, 2, family))
-        else:
-            lut = s.pe * adder_luts(acc_bits, family)
-        lut += s.pe * mux_luts(acc_bits, 2, family)  # the first position starts afresh
+        lut = s.pe * (adder_luts(acc_bits, family) + restart)
     width = s.pe * acc_bits
     ff = s.pe * in_bits + width + 2 * max(1, s.nf.bit_length()) + \
         max(1, s.positions.bit_length()) + 3

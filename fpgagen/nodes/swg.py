@@ -53,7 +53,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..dtypes import IntType
 from ..errors import SpecError
-from ..estimate import adder_luts, compare_luts, memory_cost, memory_placement
+from ..estimate import adder_luts, compare_luts, memory
 from .base import Cost, check_divides, check_positive, divisors, lane_stream
 
 KIND = "sliding_window"
@@ -446,8 +446,9 @@ def estimate(spec: Spec, family: str) -> Cost:
     readable compare and padding checks."""
     s = spec
     width = s.simd * s.dtype.bits
-    mem_lut, bram = memory_cost(s.in_lanes * s.dtype.bits, s.buffer_depth, family,
-                                read_ports=s.taps)
+    buffer_bits = s.in_lanes * s.dtype.bits
+    mem_lut, mem_ff, bram = memory(buffer_bits, s.buffer_depth, family, sync_read=False,
+                                   read_ports=s.taps)
     abits = (s.buffer_depth - 1).bit_length()
     lead_bits = abits + 2
     counter_bits = sum(max(1, (n - 1).bit_length()) for n in
@@ -460,9 +461,7 @@ def estimate(spec: Spec, family: str) -> Cost:
         lut += width + 4 * s.taps * compare_luts(coord_bits // 4, family)  # the padding
     lut += 20  # control
     ff = counter_bits + coord_bits + 2 * abits + lead_bits + 2 * width + 4
-    if memory_placement(s.in_lanes * s.dtype.bits, s.buffer_depth, family,
-                        read_ports=s.taps)[0] == "logic":
-        # the buffer's bits are flip-flops (the read registers are the window's:
-        # digits_cnn's nine-tap windows on iCE40, 1312 SB_DFFE for 1024 + 288)
-        ff += s.in_lanes * s.dtype.bits * s.buffer_depth
+    # a buffer in logic is flip-flops; its read registers are the window's, counted
+    # above (digits_cnn's nine-tap windows on iCE40: 1312 SB_DFFE for 1024 + 288)
+    ff += mem_ff
     return Cost(cycles=s.cycles(), lut=int(lut), ff=int(ff), bram18=bram, dsp=0)
