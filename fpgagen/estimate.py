@@ -388,16 +388,26 @@ def mult_cost(a_bits: int, b_bits: int, family: str, *, constant_weights: bool =
 # abc -lut 4) needs LUT4_DOT_FACTOR of that (tfc_2w2a and a 2-bit MLP); ECP5 puts
 # these products in DSPs.
 _DOT_PER_TERM = (2.64, 0.21, 2.51)  # x (a*b, sum bits, a*b if the input is signed)
+# Beyond 16 terms a sum costs more per term on LUT6, about 1.65 LUTs per doubling:
+# measured on synthetic xc7 MVAUs (random weights from a 16-word ROM, PE 1 and 4) of
+# uint2/int2/uint4/int4 inputs and int2/int4 weights, each term's cost from 16 to 64
+# terms rose by 3.0, 3.1, 2.3 and 4.7 LUTs, while at 16 the terms cost what the fit
+# above says (-4%..+4%); CNV-2w2a's 64-term int2 sums cost 4.0 more.
+DOT_WIDE_TERMS = 16
+DOT_PER_DOUBLING = 1.65
 LUT4_DOT_FACTOR = 0.85
 
 
-def dot_product_luts(terms: int, a_bits: int, b_bits: int, sum_bits: int, family: str,
-                     *, a_signed: bool) -> int:
-    """LUTs of ``terms`` LUT products a x b summed into ``sum_bits`` (not in DSPs)."""
+def dot_product_luts(sums: int, terms: int, a_bits: int, b_bits: int, sum_bits: int,
+                     family: str, *, a_signed: bool) -> int:
+    """LUTs of ``sums`` dot products of ``terms`` LUT products a x b, each summed into
+    ``sum_bits`` (not in DSPs)."""
     per_ab, per_sum, per_signed = _DOT_PER_TERM
     per_term = (per_ab + per_signed * a_signed) * a_bits * b_bits + per_sum * sum_bits
+    if lut_inputs(family) == 6:
+        per_term += DOT_PER_DOUBLING * max(0.0, math.log2(terms / DOT_WIDE_TERMS))
     scale = 1.0 if lut_inputs(family) == 6 else LUT4_DOT_FACTOR
-    return math.ceil(terms * per_term * scale)
+    return math.ceil(sums * terms * per_term * scale)
 
 
 def constant_dot_product_luts(set_bits: int, a_bits: int, family: str, *, a_signed: bool

@@ -416,7 +416,7 @@ def estimate(spec: Spec, family: str) -> Cost:
         lut += s.pe * (s.simd * ml + tree)
         dsp += s.pe * s.simd * md
     else:  # LUT products and their sum: one multiply-accumulate in Yosys
-        lut += dot_product_luts(s.pe * s.simd, s.in_type.bits, wbits, acc_bits, family,
+        lut += dot_product_luts(s.pe, s.simd, s.in_type.bits, wbits, acc_bits, family,
                                 a_signed=s.in_type.signed)
     lut += s.pe * adder_luts(acc_bits, family)  # accumulator
     # stage registers: input word, dot products and accumulators, output word, control
