@@ -51,7 +51,8 @@ def model_path(name: str, work: Path) -> Path:
         return EXAMPLES[name]
     from fpgagen import zoo, zoo_cnn
 
-    model = getattr(zoo_cnn, name)() if name in CNN_ZOO else zoo.bnn_pynq(name, seed=0)
+    model = (getattr(zoo_cnn, name)() if name in zoo_cnn.NETWORKS  # resnet18_4w4a too
+             else zoo.bnn_pynq(name, seed=0))
     return zoo.export(model, work / f"{name}.onnx", exporter="dynamo")
 
 

@@ -217,4 +217,3 @@ def running_max_luts(bits: int, family: str) -> int:
         return bits
     compare = compare_luts(bits, family) if lut_inputs(family) == 6 else bits
     return compare + bits
-

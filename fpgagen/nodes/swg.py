@@ -465,9 +465,8 @@ def estimate(spec: Spec, family: str) -> Cost:
     lead_bits = bound.bit_length() + 1  # the signed words-ahead count, as the hardware
     counter_bits = sum(max(1, (n - 1).bit_length()) for n in
                        (s.cf, s.k_w, s.k_h, s.out_w, s.out_h, s.span))
-    coord_bits = 4 * max(2, (max(s.ifm_h, s.ifm_w) + max(s.k_h, s.k_w)).bit_length() + 1)
-    if not s.padded:
-        coord_bits = 0
+    coord_bits = (4 * max(2, (max(s.ifm_h, s.ifm_w) + max(s.k_h, s.k_w)).bit_length() + 1)
+                  if s.padded else 0)  # x, y and the window's corner x0, y0
     frame_counts = 2 if s.padded else 1  # words ahead, and into the frame for the padding
     logic = adder_luts(counter_bits + coord_bits, family)
     logic += (2 + s.taps) * adder_luts(abits, family)  # write pointer, base, tap addresses
