@@ -68,11 +68,9 @@ def measure_in_child(cmd: list[str]) -> tuple[float, float, subprocess.Completed
 def export(name: str, directory: Path) -> Path:
     """A zoo network by name: BNN-PYNQ (``cnv_1w1a``, ``tfc_2w2a``, ...) or one of
     ``zoo_cnn``'s (``small_resnet``, ``small_mobilenet``, ``resnet18_4w4a``), seeded."""
-    from fpgagen import zoo, zoo_cnn
+    from fpgagen import zoo_cnn
 
-    model = getattr(zoo_cnn, name)(seed=0) if name in zoo_cnn.NETWORKS else \
-        zoo.bnn_pynq(name, seed=0)
-    return zoo.export(model, directory / f"{name}.onnx", exporter="dynamo")
+    return zoo_cnn.export_named(name, directory)
 
 
 def bench_one(name: str, model: Path, label: str, options: tuple[str, ...], frames: int,

@@ -49,11 +49,9 @@ DEFAULT_CACHE = Path.home() / ".cache" / "fpgagen" / "synth-bench"
 def model_path(name: str, work: Path) -> Path:
     if name in EXAMPLES:
         return EXAMPLES[name]
-    from fpgagen import zoo, zoo_cnn
+    from fpgagen import zoo_cnn
 
-    model = (getattr(zoo_cnn, name)() if name in zoo_cnn.NETWORKS  # resnet18_4w4a too
-             else zoo.bnn_pynq(name, seed=0))
-    return zoo.export(model, work / f"{name}.onnx", exporter="dynamo")
+    return zoo_cnn.export_named(name, work)
 
 
 def err(est: float, syn: float) -> str:

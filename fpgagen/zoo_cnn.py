@@ -18,6 +18,8 @@ Weights are seeded random and BatchNorm statistics calibrated on seeded inputs
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from . import zoo
 
 
@@ -148,3 +150,14 @@ def _finish(model, shape, seed, calib_samples, name):
 
 #: the networks above by name (bench/run.py --nets)
 NETWORKS = ("small_resnet", "small_mobilenet", "resnet18_4w4a")
+
+
+def export_named(name: str, directory: Path) -> Path:
+    """A zoo network by name, seeded 0, exported to QONNX in ``directory``: BNN-PYNQ's
+    (``cnv_1w1a``, ``tfc_2w2a``, ...) or this module's. The dynamo exporter, but
+    TorchScript for resnet18_4w4a: under ``torch.export`` its residual adds fail
+    brevitas' "Perform add among QuantTensors" check (torch 2.13)."""
+    model = globals()[name](seed=0) if name in NETWORKS else zoo.bnn_pynq(name, seed=0)
+    exporter = "torchscript" if name == "resnet18_4w4a" else "dynamo"
+    return zoo.export(model, Path(directory) / f"{name}.onnx", exporter=exporter)
+

@@ -215,3 +215,14 @@ def test_digits_retrain_reproduces_committed_weights():
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], msg=k)
+
+
+def test_resnet18_4w4a_exports_by_name(tmp_path):
+    """The benches' ``zoo_cnn.export_named``: resnet18_4w4a through TorchScript (the
+    dynamo exporter fails its residual adds) into QONNX with its 20 convolutions and
+    the residual adds."""
+    from fpgagen import zoo_cnn
+
+    ops = _op_types(zoo_cnn.export_named("resnet18_4w4a", tmp_path))
+    assert ops.count("Conv") == 20 and ops.count("Add") >= 8, sorted(set(ops))
+    assert "Quant" in ops
