@@ -144,6 +144,16 @@ def divisors(n: int) -> list[int]:
 _ARRAY_MEMO: dict[tuple, tuple[weakref.ref, object]] = {}
 
 
+def clip_kept(array: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """``array`` clipped to ``[lo, hi]``, the same object when nothing is outside: the
+    spec variants folding builds then share their thresholds, and with them what
+    ``memo_on_array`` remembers (a new clipped copy per variant made resnet18_4w4a's
+    folding recount its threshold ROMs for every candidate)."""
+    if array.size and (array.min() < lo or array.max() > hi):
+        return np.clip(array, lo, hi)
+    return array
+
+
 def memo_on_array(array: np.ndarray, key, compute: Callable[[], object]):
     """``compute()``, remembered for as long as ``array`` (the same object) lives.
 

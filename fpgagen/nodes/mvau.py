@@ -53,6 +53,7 @@ from .base import (
     Cost,
     check_divides,
     check_positive,
+    clip_kept,
     divisors,
     lane_shape,
     lane_stream,
@@ -98,7 +99,7 @@ class Spec:
             if np.any(np.diff(t, axis=1) < 0):
                 raise SpecError("thresholds must be ascending in each channel", where=n)
             lo, hi = self.acc_range
-            t = np.clip(t, lo, hi + 1)  # beyond the reachable range they are all alike
+            t = clip_kept(t, lo, hi + 1)  # beyond the reachable range they are all alike
             object.__setattr__(self, "thresholds", t)
             top = self._level(t.shape[1])
             if not (self.out_type.contains(self._level(0)) and self.out_type.contains(top)):

@@ -41,6 +41,7 @@ from .base import (
     SameShapeStream,
     check_divides,
     check_positive,
+    clip_kept,
     divisors,
     lane_layout,
     lane_stream,
@@ -79,7 +80,7 @@ class Spec(SameShapeStream):
         if np.any(np.diff(t, axis=1) < 0):
             raise SpecError("thresholds must be ascending in each channel", where=n,
                             hint="sort each row; a descending row means a negative scale")
-        t = np.clip(t, self.in_type.min, self.in_type.max + 1)
+        t = clip_kept(t, self.in_type.min, self.in_type.max + 1)
         object.__setattr__(self, "thresholds", t)
         levels = t.shape[1]
         lowest, highest = self._level(0), self._level(levels)

@@ -54,6 +54,7 @@ from .base import (
     ReduceStream,
     check_divides,
     check_positive,
+    clip_kept,
     divisors,
     lane_layout,
     lane_shape,
@@ -107,7 +108,7 @@ class Spec(ReduceStream):
         if np.any(np.diff(t, axis=1) < 0):
             raise SpecError("thresholds must be ascending in each channel", where=n,
                             hint="sort each row; a descending row means a negative scale")
-        t = np.clip(t, lo, hi + 1)  # beyond the reachable range they are all alike
+        t = clip_kept(t, lo, hi + 1)  # beyond the reachable range they are all alike
         object.__setattr__(self, "thresholds", t)
         levels = t.shape[1]
         if not (self.out_type.contains(self._level(0))
