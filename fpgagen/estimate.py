@@ -159,10 +159,8 @@ def distinct_rom_bits(bits: np.ndarray) -> int:
         return 0
     cols = bits ^ bits[:1]  # a column and its complement: the same function
     cols = cols[:, cols.any(axis=0)]
-    address = np.arange(depth)
-    trivial = {_column_keys((address[:, None] >> i) & 1)[0]
-               for i in range(depth.bit_length())}
-    return len(set(_column_keys(cols)) - trivial)
+    address_bits = (np.arange(depth)[:, None] >> np.arange(depth.bit_length())) & 1
+    return len(set(_column_keys(cols)) - set(_column_keys(address_bits)))
 
 
 def _column_keys(bits: np.ndarray) -> list[bytes]:

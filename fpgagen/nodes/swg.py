@@ -478,7 +478,7 @@ def estimate(spec: Spec, family: str) -> Cost:
     if lut_inputs(family) == 6:  # ABC merges the counters with their wrap compares
         logic = math.ceil(LUT6_LOGIC_SHARE * logic)
     lut = mem_lut + logic
-    ff = (counter_bits + coord_bits + 2 * abits + frame_counts * lead_bits + 2 * width + 4)
+    ff = counter_bits + coord_bits + 2 * abits + frame_counts * lead_bits + 2 * width + 4
     # a buffer in logic is flip-flops; its read registers are the window's, counted
     # above (digits_cnn's nine-tap windows on iCE40: 1312 SB_DFFE for 1024 + 288)
     ff += mem_ff
